@@ -1,0 +1,178 @@
+"""Hugging Face Hub plumbing for packs: resolve a reference to a local file, upload, write the model card."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HFValidationError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from .pack import PACK_FILENAME
+
+if TYPE_CHECKING:
+    from .pack import DirectionPack
+
+LIBRARY_NAME = "safesteer-diffusers"
+CARD_TAGS = ("safesteer", "safety", "steering-vector", "diffusers", "text-to-image")
+
+
+def resolve_pack_file(
+    pretrained: str | os.PathLike,
+    revision: str | None = None,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    token: str | bool | None = None,
+    local_files_only: bool | None = None,
+) -> Path:
+    """Turn a folder, a file path or a Hub repo id into the path of a local pack file.
+
+    Raises:
+        ValueError: when nothing is found; the message says where it looked and what to do.
+    """
+    path = Path(pretrained)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        candidate = path / PACK_FILENAME
+        if candidate.is_file():
+            return candidate
+        found = sorted(p.name for p in path.iterdir())
+        raise ValueError(
+            f"Folder {path} holds no {PACK_FILENAME} (it has {found[:10]}). Point to the pack folder written by "
+            "DirectionPack.save_pretrained or `safesteer build`, or to the .safetensors file itself."
+        )
+    text = str(pretrained)
+    if text.endswith(".safetensors") or text.startswith((".", "/", "~")) or text.count("/") != 1:
+        raise ValueError(
+            f"No pack file or folder at {text!r}, and it is not a Hub repo id of the form 'org/name'. Check the "
+            "path, or give a Hub repo id."
+        )
+    try:
+        downloaded = hf_hub_download(
+            repo_id=text,
+            filename=PACK_FILENAME,
+            revision=revision,
+            cache_dir=cache_dir,
+            token=token,
+            local_files_only=bool(local_files_only),
+            library_name=LIBRARY_NAME,
+        )
+    except LocalEntryNotFoundError as error:
+        raise ValueError(
+            f"Pack {text!r} (revision {revision or 'main'}) is not in the local Hugging Face cache and the Hub "
+            "cannot be reached (offline, HF_HUB_OFFLINE=1, or local_files_only). Download it once with network, "
+            "or pass a local folder/file."
+        ) from error
+    except RepositoryNotFoundError as error:
+        raise ValueError(
+            f"Hub repository {text!r} was not found (or is private: log in with `hf auth login` or pass "
+            "token=...)."
+        ) from error
+    except RevisionNotFoundError as error:
+        raise ValueError(f"Hub repository {text!r} has no revision {revision!r}.") from error
+    except EntryNotFoundError as error:
+        raise ValueError(
+            f"Hub repository {text!r} has no {PACK_FILENAME}; it is not a SafeSteer pack repository."
+        ) from error
+    except HFValidationError as error:
+        raise ValueError(
+            f"{text!r} is neither an existing path nor a valid Hub repo id ({error})."
+        ) from error
+    return Path(downloaded)
+
+
+def push_pack(
+    pack: DirectionPack,
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    token: str | None = None,
+    revision: str | None = None,
+    commit_message: str = "Upload SafeSteer direction pack",
+    endpoint: str | None = None,
+) -> str:
+    """Create (if needed) the model repo ``repo_id`` and upload the pack file and its model card."""
+    api = HfApi(endpoint=endpoint, token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    with tempfile.TemporaryDirectory() as folder:
+        pack.save_pretrained(folder)
+        commit = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            commit_message=commit_message,
+            revision=revision,
+            repo_type="model",
+        )
+    return str(getattr(commit, "commit_url", commit))
+
+
+def model_card(pack: DirectionPack) -> str:
+    """The README.md written beside a pack: Hub front matter, the metadata as a table, and usage."""
+    metadata = pack.metadata
+    target = metadata.get("target", {})
+    base_model = target.get("model_id")
+    front = [f"library_name: {LIBRARY_NAME}"]
+    if base_model:
+        front.append(f"base_model: {base_model}")
+    front.append("tags:")
+    front.extend(f"- {tag}" for tag in CARD_TAGS)
+    rows = "\n".join(f"| `{key}` | {_cell(value)} |" for key, value in _flatten(metadata))
+    title = f"SafeSteer direction pack for {base_model}" if base_model else "SafeSteer direction pack"
+    spaces = ", ".join(f"`{space}` ({dim})" for space, dim in pack.spaces.items())
+    repo_hint = base_model or "<model id>"
+    return f"""---
+{chr(10).join(front)}
+---
+
+# {title}
+
+Calibrated safety directions for inference-time steering with
+[safesteer-diffusers](https://pypi.org/project/safesteer-diffusers/). The vectors point from unsafe toward
+safe: a positive strength makes generations safer; strength 0 leaves the pipeline bit-for-bit unchanged.
+
+- Spaces (text encoder: dimension): {spaces}
+- Categories: {", ".join(pack.categories) or "none (global direction only)"}
+- Gate thresholds: {"yes" if pack.has_gate else "no"}
+- Kind: `{metadata["kind"]}`; target saw unsafe text:
+  `{str(metadata.get("provenance", {}).get("target_unsafe_data", "unknown")).lower()}`
+
+## Usage
+
+```python
+from diffusers import DiffusionPipeline
+from safesteer_diffusers import SafeSteer
+
+pipe = DiffusionPipeline.from_pretrained("{repo_hint}")
+pipe = SafeSteer.wrap(pipe, "<this repo id>", strength=1.0)
+```
+
+## Metadata
+
+| key | value |
+|---|---|
+{rows}
+"""
+
+
+def _flatten(value: object, prefix: str = "") -> list[tuple[str, object]]:
+    if isinstance(value, dict) and value:
+        rows: list[tuple[str, object]] = []
+        for key in sorted(value):
+            rows.extend(_flatten(value[key], f"{prefix}.{key}" if prefix else str(key)))
+        return rows
+    return [(prefix, value)]
+
+
+def _cell(value: object) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return text.replace("|", "\\|").replace("\n", " ")
