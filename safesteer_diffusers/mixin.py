@@ -202,13 +202,11 @@ _STEERED_CLASSES: dict[type, type] = {}
 
 def _steered_class(original: type) -> type:
     if original not in _STEERED_CLASSES:
-        steered = type(
-            f"SafeSteer{original.__name__}",
-            (SafetySteeringMixin, original),
-            {"_safesteer_original": original},
-        )
+        # Same __name__ as the original: diffusers writes `type(self).__name__` as `_class_name` when saving,
+        # so a wrapped pipeline still saves (and reprs) as the original class.
+        steered = type(original.__name__, (SafetySteeringMixin, original), {"_safesteer_original": original})
         steered.__module__ = original.__module__
-        steered.__qualname__ = steered.__name__
+        steered.__qualname__ = original.__qualname__
         _STEERED_CLASSES[original] = steered
     return _STEERED_CLASSES[original]
 
