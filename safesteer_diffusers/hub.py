@@ -33,6 +33,7 @@ def resolve_pack_file(
     cache_dir: str | os.PathLike | None = None,
     token: str | bool | None = None,
     local_files_only: bool | None = None,
+    endpoint: str | None = None,
 ) -> Path:
     """Turn a folder, a file path or a Hub repo id into the path of a local pack file.
 
@@ -66,6 +67,7 @@ def resolve_pack_file(
             token=token,
             local_files_only=bool(local_files_only),
             library_name=LIBRARY_NAME,
+            endpoint=endpoint,
         )
     except LocalEntryNotFoundError as error:
         raise ValueError(

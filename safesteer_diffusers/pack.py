@@ -84,6 +84,8 @@ class DirectionPack:
             name: {space: _as_vector(v, f"{name}.{space}") for space, v in per_space.items()}
             for name, per_space in vectors.items()
         }
+        if GLOBAL in self._vectors:  # "global" first, the order `names` documents and from_file restores
+            self._vectors = {GLOBAL: self._vectors.pop(GLOBAL), **self._vectors}
         self._thresholds = {name: dict(per) for name, per in (thresholds or {}).items()}
         self._centers = {space: _as_vector(c, f"center.{space}") for space, c in (centers or {}).items()}
         self._metadata = _normalise_metadata(metadata, self.categories)
@@ -327,6 +329,7 @@ class DirectionPack:
         cache_dir: str | os.PathLike | None = None,
         token: str | bool | None = None,
         local_files_only: bool | None = None,
+        endpoint: str | None = None,
     ) -> DirectionPack:
         """Load a pack from a folder, a file, or a Hugging Face Hub repository id.
 
@@ -337,7 +340,8 @@ class DirectionPack:
             pretrained: a folder holding ``safesteer_pack.safetensors``, the path of a pack file, or a Hub
                 repo id such as ``"org/safesteer-flux1-schnell"``.
             revision: Hub branch, tag or commit (Hub ids only).
-            cache_dir, token, local_files_only: passed to ``huggingface_hub.hf_hub_download``.
+            cache_dir, token, local_files_only, endpoint: passed to ``huggingface_hub.hf_hub_download``
+                (``endpoint``: a Hub mirror or private Hub URL; default ``HF_ENDPOINT``).
 
         Example:
             >>> pack = DirectionPack.from_pretrained("org/safesteer-flux1-schnell", revision="v1")
@@ -345,7 +349,12 @@ class DirectionPack:
         from .hub import resolve_pack_file
 
         path = resolve_pack_file(
-            pretrained, revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only
+            pretrained,
+            revision=revision,
+            cache_dir=cache_dir,
+            token=token,
+            local_files_only=local_files_only,
+            endpoint=endpoint,
         )
         return cls.from_file(path)
 
@@ -422,7 +431,13 @@ class DirectionPack:
                     value = float(value)
                 if not isinstance(value, int | float) or not math.isfinite(value):
                     raise ValueError(f"Gate threshold {name}.{space} must be a finite number, got {value!r}.")
-                per_space[space] = float(value)
+                # The file stores thresholds as float32: round now so a saved pack reloads exactly equal.
+                stored = float(torch.tensor(float(value), dtype=torch.float32))
+                if not math.isfinite(stored):
+                    raise ValueError(
+                        f"Gate threshold {name}.{space} = {value!r} is outside the float32 range."
+                    )
+                per_space[space] = stored
         for space, center in self._centers.items():
             if space not in spaces:
                 raise ValueError(f"Centre given for unknown space {space!r}; spaces: {spaces}.")
