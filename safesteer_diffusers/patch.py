@@ -322,5 +322,5 @@ def _prompt_texts(args: tuple, kwargs: dict) -> list[str] | None:
     if isinstance(prompt, str):
         return [prompt]
     if isinstance(prompt, list) and all(isinstance(p, str) for p in prompt):
-        return prompt
+        return list(prompt)  # a copy: some pipelines (Z-Image) rewrite the caller's list in place
     return None
