@@ -108,13 +108,16 @@ _PROMPT_ARGUMENTS = ("prompt_embeds", "negative_prompt", "negative_prompt_embeds
 
 
 def _encode_kwargs(pipe: Any, prompts: list[str], call_kwargs: dict) -> dict:
+    # A wrapped pipeline's methods take (*args, **kwargs); read the original class's signatures.
+    pipeline_class = getattr(type(pipe), "_safesteer_original", type(pipe))
     call_defaults = {
         name: parameter.default
-        for name, parameter in inspect.signature(type(pipe).__call__).parameters.items()
+        for name, parameter in inspect.signature(pipeline_class.__call__).parameters.items()
         if parameter.default is not inspect.Parameter.empty
     }
     kwargs: dict[str, Any] = {}
-    for name, parameter in inspect.signature(pipe.encode_prompt).parameters.items():
+    encode_signature = inspect.signature(pipeline_class.encode_prompt)
+    for name, parameter in list(encode_signature.parameters.items())[1:]:  # skip self
         if parameter.kind in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL):
             continue
         if name == "prompt":

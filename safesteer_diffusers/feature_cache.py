@@ -1,0 +1,79 @@
+"""On-disk cache of extracted features (safetensors), so a rebuild with another alignment is instant.
+
+Entries are keyed by everything that determines the features: model id and revision, layer(s), pooling,
+the encoding arguments and a hash of the prompts. Loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+DEFAULT_CACHE_ENV = "SAFESTEER_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """``$SAFESTEER_CACHE``, else ``~/.cache/safesteer/features``."""
+    return Path(os.environ.get(DEFAULT_CACHE_ENV, Path.home() / ".cache" / "safesteer" / "features"))
+
+
+def prompts_hash(prompts: list[str] | tuple[str, ...]) -> str:
+    """Stable hash of an ordered list of prompts."""
+    digest = hashlib.sha256()
+    for prompt in prompts:
+        digest.update(prompt.encode("utf-8"))
+        digest.update(b"\x00")
+    return digest.hexdigest()[:16]
+
+
+class FeatureCache:
+    """A folder of safetensors files, one per key.
+
+    Args:
+        folder: where to store entries; ``None`` disables caching (every call computes).
+
+    Example:
+        >>> cache = FeatureCache("~/.cache/safesteer/features")
+        >>> feats = cache.get_or_compute({"model": "m", "layer": 12, "prompts": prompts_hash(p)}, compute)
+    """
+
+    def __init__(self, folder: str | os.PathLike | None):
+        self.folder = None if folder is None else Path(folder).expanduser()
+        self.hits = 0
+        self.misses = 0
+
+    def key(self, parts: dict) -> str:
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+    def get_or_compute(
+        self, parts: dict, compute: Callable[[], dict[str, torch.Tensor]]
+    ) -> dict[str, torch.Tensor]:
+        """The cached tensors for ``parts``, or ``compute()`` stored under that key."""
+        if self.folder is None:
+            self.misses += 1
+            return compute()
+        path = self.folder / f"{self.key(parts)}.safetensors"
+        if path.is_file():
+            try:
+                tensors = load_file(str(path))
+                self.hits += 1
+                return tensors
+            except Exception:  # a truncated entry (interrupted write): recompute and overwrite it
+                path.unlink(missing_ok=True)
+        tensors = compute()
+        self.misses += 1
+        self.folder.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        save_file(
+            {k: v.contiguous() for k, v in tensors.items()},
+            str(temporary),
+            metadata={"key": json.dumps(parts, sort_keys=True, default=str)},
+        )
+        temporary.replace(path)  # atomic: readers never see half a file
+        return tensors
