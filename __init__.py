@@ -13,7 +13,10 @@ if importlib.util.find_spec("safesteer_diffusers") is None:
     # A plain clone into custom_nodes/ is not pip-installed: make the library next to this file importable.
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))
 
-from .comfy_nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
+if __package__:  # imported by ComfyUI as the custom-node package
+    from .comfy_nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+else:  # imported as a plain module (e.g. pytest's importlib mode collecting the repository root)
+    from comfy_nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 
 WEB_DIRECTORY = "./comfy_nodes/web"
 
