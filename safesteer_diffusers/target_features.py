@@ -12,6 +12,7 @@ target encoder on this path (the native baseline uses :func:`encode_for_denoiser
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -95,7 +96,9 @@ def encode_for_denoiser(
         attention mask when the pipeline returns one.
     """
     spec = spec or target_for(pipe)
-    with torch.no_grad():  # as in the pipeline's own __call__ (also selects the same attention kernels)
+    # no_grad as in the pipeline's own __call__ (it also selects the same attention kernels); quiet: long
+    # anchors are truncated exactly as the pipeline truncates prompts, which is the point, not news.
+    with torch.no_grad(), _quiet_pipeline_logs():
         output = pipe.encode_prompt(**_encode_kwargs(pipe, list(prompts), call_kwargs or {}))
     items = list(output) if isinstance(output, tuple) else [output]
     encode = spec.encode
@@ -211,6 +214,21 @@ class _Moments:
         mean = self.total / self.count
         covariance = self.outer / self.count - torch.outer(mean, mean)
         return SpaceStatistics(torch.cat(self.pooled), mean.float(), covariance, self.count)
+
+
+@contextlib.contextmanager
+def _quiet_pipeline_logs():
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    levels = diffusers_logging.get_verbosity(), transformers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(levels[0])
+        transformers_logging.set_verbosity(levels[1])
 
 
 def _batches(items: Sequence[str], size: int, progress: bool, label: str) -> Iterable[list[str]]:
