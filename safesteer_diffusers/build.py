@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from .align import fit_alignment
+from .distributed import sharded
 from .estimate import ContrastPrompts, estimate_directions, extract_all_layers, extract_features
 from .feature_cache import FeatureCache, prompts_hash
 from .pack import GLOBAL, DirectionPack
@@ -139,14 +140,17 @@ def build_pack(
     source_anchor_features = cache.get_or_compute(
         {**source_key, "kind": "anchors", "layer": estimate.layer, "prompts": prompts_hash(anchors.prompts)},
         lambda: {
-            "features": extract_features(
-                source_model,
-                source_tokenizer,
-                list(anchors.prompts),
-                estimate.layer,
-                pooling=config.pooling,
-                batch_size=config.batch_size,
-                progress=progress,
+            "features": sharded(
+                anchors.prompts,
+                lambda prompts: extract_features(
+                    source_model,
+                    source_tokenizer,
+                    prompts,
+                    estimate.layer,
+                    pooling=config.pooling,
+                    batch_size=config.batch_size,
+                    progress=progress,
+                ),
             )
         },
     )["features"]
@@ -272,14 +276,19 @@ def _source_layer_features(
 
 
 def _all_layers(model, tokenizer, prompts, layers, config, progress) -> dict[str, torch.Tensor]:
-    features = extract_all_layers(
-        model,
-        tokenizer,
-        list(prompts),
-        pooling=config.pooling,
-        batch_size=config.batch_size,
-        progress=progress,
-        layers=layers,
+    # Sharded over `accelerate launch` processes when there are several (prompt axis = 1).
+    features = sharded(
+        prompts,
+        lambda part: extract_all_layers(
+            model,
+            tokenizer,
+            part,
+            pooling=config.pooling,
+            batch_size=config.batch_size,
+            progress=progress,
+            layers=layers,
+        ),
+        dim=1,
     )
     indices = layers if layers is not None else range(features.shape[0])
     count = features.shape[0]
