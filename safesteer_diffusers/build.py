@@ -29,7 +29,7 @@ from .estimate import ContrastPrompts, estimate_directions, extract_all_layers, 
 from .feature_cache import FeatureCache, prompts_hash
 from .pack import GLOBAL, DirectionPack
 from .prompts_io import PromptPair
-from .steering import gate_scores
+from .steering import gate_scores, masked_mean
 from .target_features import (
     BenignPrompts,
     SpaceStatistics,
@@ -116,10 +116,8 @@ def build_pack(
     cache = cache or FeatureCache(None)
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    pairs_source = "safesteer embedded pairs" if pairs is None else "user pairs"
-    pairs = list(pairs) if pairs is not None else _embedded_pairs()
-    anchors = _limit(anchors or BenignPrompts.embedded(), config.max_anchors)
-    contrast = ContrastPrompts.from_pairs([(p.safe, p.unsafe, p.category) for p in pairs])
+    inputs = _BuildInputs.resolve(pairs, anchors, config)
+    anchors, contrast = inputs.anchors, inputs.contrast
     source_key = {
         "model": source_id or type(source_model).__name__,
         "revision": source_revision,
@@ -181,13 +179,7 @@ def build_pack(
     timings["total_s"] = time.perf_counter() - started
 
     source_meta = {"model_id": source_id, "revision": source_revision, **estimate.to_dict()}
-    provenance = {
-        "pairs_dataset": pairs_source,
-        "num_pairs": len(pairs),
-        "anchors": anchors.source,
-        "num_anchors": len(anchors.prompts),
-        "target_unsafe_data": False,
-    }
+    provenance = inputs.provenance(target_unsafe_data=False)
     return _assemble(
         "transferred",
         vectors,
@@ -220,10 +212,8 @@ def build_native_pack(
     config = config or BuildConfig()
     cache = cache or FeatureCache(None)
     started = time.perf_counter()
-    pairs_source = "safesteer embedded pairs" if pairs is None else "user pairs"
-    pairs = list(pairs) if pairs is not None else _embedded_pairs()
-    anchors = _limit(anchors or BenignPrompts.embedded(), config.max_anchors)
-    contrast = ContrastPrompts.from_pairs([(p.safe, p.unsafe, p.category) for p in pairs])
+    inputs = _BuildInputs.resolve(pairs, anchors, config)
+    anchors, contrast = inputs.anchors, inputs.contrast
     spec = target_for(target_pipe)
     pooled: dict[str, list[torch.Tensor]] = {layout.space: [] for layout in spec.layout(target_pipe)}
     for start in range(0, len(contrast.prompts), config.batch_size):
@@ -233,20 +223,14 @@ def build_native_pack(
             for states, part_mask in space_states(
                 embeds, mask if config.tokens == "prompt" else None, layout
             ):
-                pooled[layout.space].append(_masked_mean(states.float().cpu(), part_mask))
+                pooled[layout.space].append(masked_mean(states.float().cpu(), part_mask))
     statistics = _target_statistics(target_pipe, anchors, config, cache, target_id, progress)
     vectors, per_space, estimates = {}, {}, {}
     for space, rows in pooled.items():
         estimate = estimate_directions(contrast, torch.cat(rows), layer=None, holdout=0.3, seed=config.seed)
         estimates[space] = estimate.to_dict()
         vectors[space], per_space[space] = _calibrated(estimate.directions, statistics[space])
-    provenance = {
-        "pairs_dataset": pairs_source,
-        "num_pairs": len(pairs),
-        "anchors": anchors.source,
-        "num_anchors": len(anchors.prompts),
-        "target_unsafe_data": True,
-    }
+    provenance = inputs.provenance(target_unsafe_data=True)
     source_meta = {"model_id": None, "native_baseline": True, "estimates": estimates}
     return _assemble(
         "native",
@@ -263,6 +247,33 @@ def build_native_pack(
 
 
 # ---------------------------------------------------------------------- steps
+@dataclass
+class _BuildInputs:
+    """Pairs and anchors of one build, defaults resolved, with where they came from."""
+
+    pairs: list[PromptPair]
+    pairs_source: str
+    anchors: BenignPrompts
+    contrast: ContrastPrompts
+
+    @classmethod
+    def resolve(cls, pairs, anchors, config: BuildConfig) -> _BuildInputs:
+        source = "safesteer embedded pairs" if pairs is None else "user pairs"
+        pairs = list(pairs) if pairs is not None else _embedded_pairs()
+        anchors = _limit(anchors or BenignPrompts.embedded(), config.max_anchors)
+        contrast = ContrastPrompts.from_pairs([(p.safe, p.unsafe, p.category) for p in pairs])
+        return cls(pairs, source, anchors, contrast)
+
+    def provenance(self, *, target_unsafe_data: bool) -> dict:
+        return {
+            "pairs_dataset": self.pairs_source,
+            "num_pairs": len(self.pairs),
+            "anchors": self.anchors.source,
+            "num_anchors": len(self.anchors.prompts),
+            "target_unsafe_data": target_unsafe_data,
+        }
+
+
 def _source_layer_features(
     model, tokenizer, contrast, config, cache, source_key, progress
 ) -> dict[int, torch.Tensor]:
@@ -422,12 +433,6 @@ def _limit(anchors: BenignPrompts, limit: int | None) -> BenignPrompts:
     if not isinstance(anchors, BenignPrompts):
         raise TypeError(f"anchors must be BenignPrompts, got {type(anchors).__name__}.")
     return anchors if not limit else BenignPrompts(anchors.prompts[:limit], anchors.source)
-
-
-def _masked_mean(states: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    from .steering import masked_mean
-
-    return masked_mean(states, mask)
 
 
 def _space_order(space: str) -> tuple[int, str]:
