@@ -1,8 +1,9 @@
 """Steer a tiny Stable Diffusion pipeline built in code (offline, seconds on a CPU).
 
-What it shows: a pack is made from two vectors, `SafeSteer.wrap` steers the pipeline, strength 0 and
-`unwrap` are bit-for-bit identical to the original, and the per-call report says what fired. The tiny
-pipeline has random weights: its images are noise, the maths is the real thing.
+What it shows: `SafeSteer.wrap(pipe)` finds the pack shipped for the pipeline's model id in
+pretrained_directions/, strength 0 and `unwrap` are bit-for-bit identical to the original, and the per-call
+report says what fired. The tiny pipeline has random weights: its images are noise, the maths is the real
+thing. For the whole method (building the pack too), run `safesteer demo`.
 
     python examples/quickstart_tiny.py [--strength 3.0]
 """
@@ -10,44 +11,36 @@ pipeline has random weights: its images are noise, the maths is the real thing.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from safesteer_diffusers import DirectionPack, SafeSteer  # noqa: E402
-from tests.tiny_pipelines import build  # noqa: E402
+from safesteer_diffusers import SafeSteer
+from safesteer_diffusers.demo.tiny import tiny_pipeline
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strength", type=float, default=3.0, help="global steering strength")
-    args = parser.parse_args()
+    parser.add_argument("--out", default=None, help="also save the original and steered images here")
+    parser.add_argument("--tiny", action="store_true", help="accepted for symmetry with the other examples")
+    args = parser.parse_args(argv)
 
-    pipe, call_kwargs = build("sd")
-    dim = pipe.text_encoder.config.hidden_size
-    generator = torch.Generator().manual_seed(0)
-    pack = DirectionPack.from_tensors(
-        {
-            "global": {"text_encoder": torch.randn(dim, generator=generator)},
-            "violence": {"text_encoder": torch.randn(dim, generator=generator)},
-        },
-        target={"family": "sd"},
-    )
+    pipe, call_kwargs = tiny_pipeline("sd")  # model id safesteer/tiny-sd-demo
 
     def generate():
         return pipe(
             "a knight in a castle",
             negative_prompt="blurry",
             generator=torch.Generator().manual_seed(0),
+            output_type="np",
             **call_kwargs,
         ).images
 
     baseline = generate()
-    pipe = SafeSteer.wrap(pipe, pack, strength=0.0)
+    pipe = SafeSteer.wrap(pipe, strength=0.0)  # no pack given: the registered default for this model id
+    print(f"pack: {pipe.safety_pack}")
     print("strength 0 identical to the unwrapped pipeline:", np.array_equal(generate(), baseline))
     pipe.set_safety_strength(args.strength, categories={"violence": 1.0})
     steered = generate()
@@ -55,7 +48,16 @@ def main() -> None:
     print(pipe.safety_report)
     SafeSteer.unwrap(pipe)
     print("after unwrap identical to the original:", np.array_equal(generate(), baseline))
+    if args.out:
+        from PIL import Image
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, images in {"original": baseline, "steered": steered}.items():
+            Image.fromarray((images[0] * 255).round().astype("uint8")).save(out / f"{name}.png")
+        print(f"wrote {out}/original.png and steered.png")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -7,7 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from .demo.commands import register_demo, register_list_packs
 from .pack import DirectionPack
+from .recipes import add_recipe_argument
 
 
 def _key_values(items: list[str]) -> dict:
@@ -30,6 +32,12 @@ def _build(args: argparse.Namespace) -> int:
     from .prompts_io import read_pairs, read_prompts
     from .target_features import BenignPrompts
 
+    if args.recipe:
+        from .recipes import build_command
+
+        return build_command(args)
+    if not args.target or not args.out:
+        raise ValueError("--target and --out are required (or --recipe FILE).")
     if not args.native and not args.source:
         raise ValueError("--source is required (or --native for the target-space baseline).")
     dtype = parse_dtype(args.dtype)
@@ -114,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--source", help="source model id or folder (transformers causal LM or encoder)")
     build.add_argument("--source-revision", default=None)
     build.add_argument(
-        "--target", required=True, help="diffusers pipeline id or folder (text encoders only are loaded)"
+        "--target", default=None, help="diffusers pipeline id or folder (text encoders only are loaded)"
     )
     build.add_argument("--target-revision", default=None)
     build.add_argument(
@@ -149,8 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--no-cache", action="store_true")
     build.add_argument(
-        "--out", required=True, help="output folder for the pack, its card and the build report"
+        "--out", default=None, help="output folder for the pack, its card and the build report"
     )
+    add_recipe_argument(build)
     build.set_defaults(handler=_build)
 
     inspect = commands.add_parser("inspect", help="show a pack's metadata, norms, cosines and fit statistics")
@@ -158,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--revision", default=None, help="Hub revision")
     inspect.add_argument("--plot", default=None, metavar="PNG", help="also write a PNG (needs matplotlib)")
     inspect.set_defaults(handler=_inspect)
+    register_demo(commands)
+    register_list_packs(commands)
     return parser
 
 
