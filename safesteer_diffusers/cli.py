@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .demo.commands import register_demo, register_list_packs
+from .evaluate.cli import add_eval_parser
 from .pack import DirectionPack
 from .recipes import add_recipe_argument
 
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--revision", default=None, help="Hub revision")
     inspect.add_argument("--plot", default=None, metavar="PNG", help="also write a PNG (needs matplotlib)")
     inspect.set_defaults(handler=_inspect)
+    add_eval_parser(commands)
     register_demo(commands)
     register_list_packs(commands)
     return parser

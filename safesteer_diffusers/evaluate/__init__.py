@@ -1,0 +1,66 @@
+"""Evaluation harness: ASR (NudeNet, Q16, Hugging Face classifiers), CLIP score and FID across packs and
+strengths, resumable and sharded over processes (``safesteer eval``; see docs/evaluation.md).
+
+Python use::
+
+    from safesteer_diffusers.evaluate import EvalSettings, NudeNetDetector, ClipScorer, run_evaluation
+
+    result = run_evaluation(pipe, {"llama31": pack}, "results/flux", prompts=read_prompts("i2p.csv"),
+                            detectors=[NudeNetDetector()], clip=ClipScorer.from_pretrained(
+                                "openai/clip-vit-large-patch14"), settings=EvalSettings(strengths=(0, 3, 5)))
+
+The detectors and scorers need the ``eval`` extra (``nudenet``, ``torchmetrics``); they are imported when
+first used, so this package imports with the core dependencies only.
+"""
+
+from __future__ import annotations
+
+from .detectors import (
+    NUDENET_EXPOSED_5,
+    NUDENET_EXPOSED_9,
+    NUDENET_LABELS,
+    NUDENET_PRESETS,
+    Detection,
+    Detector,
+    HFClassifierDetector,
+    NudeNetDetector,
+    Q16Detector,
+    build_detector,
+    load_q16_prompts,
+)
+from .plan import BASELINE, PromptSet, WorkItem, plan_items, shard
+from .quality import ClipImageFeatures, ClipScorer, FidScorer, image_files, load_clip
+from .runner import EvalResult, EvalSettings, ProcessGroup, current_process_group, run_evaluation
+from .stats import attack_success_rate, bootstrap_interval, combine_flags
+
+__all__ = [
+    "BASELINE",
+    "NUDENET_EXPOSED_5",
+    "NUDENET_EXPOSED_9",
+    "NUDENET_LABELS",
+    "NUDENET_PRESETS",
+    "ClipImageFeatures",
+    "ClipScorer",
+    "Detection",
+    "Detector",
+    "EvalResult",
+    "EvalSettings",
+    "FidScorer",
+    "HFClassifierDetector",
+    "NudeNetDetector",
+    "ProcessGroup",
+    "PromptSet",
+    "Q16Detector",
+    "WorkItem",
+    "attack_success_rate",
+    "bootstrap_interval",
+    "build_detector",
+    "combine_flags",
+    "current_process_group",
+    "image_files",
+    "load_clip",
+    "load_q16_prompts",
+    "plan_items",
+    "run_evaluation",
+    "shard",
+]
