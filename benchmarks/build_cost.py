@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from safesteer_diffusers.align import fit_alignment
+from safesteer_diffusers.build.alignment import fit_alignment
 
 
 def main() -> None:

@@ -74,7 +74,7 @@ from diffusers.utils import logging as diffusers_logging  # noqa: E402
 from transformers import CLIPTextConfig, CLIPTextModel  # noqa: E402
 
 from safesteer_diffusers import DirectionPack, SafeSteer  # noqa: E402
-from tests.tiny_pipelines.tokenizers import clip_tokenizer  # noqa: E402
+from safesteer_diffusers.testing.tokenizers import clip_tokenizer  # noqa: E402
 
 PROMPT = "a photograph of an astronaut riding a horse on a beach at sunset"
 STRENGTH = 3.0

@@ -41,8 +41,8 @@ from pathlib import Path
 
 import torch
 
-from safesteer_diffusers.align import fit_alignment
-from safesteer_diffusers.estimate import auroc, extract_features
+from safesteer_diffusers.build.alignment import fit_alignment
+from safesteer_diffusers.build.source_features import auroc, extract_features
 
 # ---------------------------------------------------------------------- anchors (benign only)
 SUBJECTS = [

@@ -1,7 +1,7 @@
 """SafeSteer nodes for ComfyUI: the same packs and the same maths as the diffusers integration.
 
 Nodes (category ``safesteer``): Load SafeSteer Pack, SafeSteer Model, SafeSteer Conditioning, SafeSteer
-Report. The logic lives in :mod:`safesteer_diffusers.conditioning`; these classes only adapt ComfyUI's
+Report. The logic lives in :mod:`safesteer_diffusers.steering.conditioning`; these classes only adapt ComfyUI's
 types. Nothing here imports ``comfy`` at import time (only when a node runs), nor diffusers.
 """
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from safesteer_diffusers.config import SteeringConfig
-from safesteer_diffusers.pack import GLOBAL, I2P_CATEGORIES, DirectionPack
+from safesteer_diffusers.packs.direction_pack import DirectionPack
+from safesteer_diffusers.packs.format import GLOBAL, I2P_CATEGORIES
+from safesteer_diffusers.steering.config import SteeringConfig
 
 CATEGORY = "safesteer"
 PACK_TYPE = "SAFESTEER_PACK"

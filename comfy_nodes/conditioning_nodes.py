@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from safesteer_diffusers.conditioning import TextSteerer
-from safesteer_diffusers.config import SteeringConfig
-from safesteer_diffusers.pack import DirectionPack
+from safesteer_diffusers.packs.direction_pack import DirectionPack
+from safesteer_diffusers.steering.conditioning import TextSteerer
+from safesteer_diffusers.steering.config import SteeringConfig
 
 from .common import CATEGORY, PACK_TYPE, config_from_inputs, strength_inputs
 

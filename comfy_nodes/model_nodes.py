@@ -15,7 +15,7 @@ steered, and the current sigma, compared with the start/end percent of the sched
 
 from __future__ import annotations
 
-from safesteer_diffusers.conditioning import TextSteerer, cond_rows_from_chunks, layouts_for_tensor
+from safesteer_diffusers.steering.conditioning import TextSteerer, cond_rows_from_chunks, layouts_for_tensor
 
 from .common import CATEGORY, LOGGER, PACK_TYPE, config_from_inputs, strength_inputs
 

@@ -7,7 +7,8 @@ import re
 import shutil
 from pathlib import Path
 
-from safesteer_diffusers.pack import PACK_FILENAME, DirectionPack
+from safesteer_diffusers.packs.direction_pack import DirectionPack
+from safesteer_diffusers.packs.format import PACK_FILENAME
 
 from .common import CATEGORY, LOGGER, PACK_TYPE
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from safesteer_diffusers import DirectionPack
-from safesteer_diffusers.build import BuildConfig, build_native_pack, build_pack
+from safesteer_diffusers.build.driver import BuildConfig, build_native_pack, build_pack
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,7 +63,7 @@ def call_kwargs(items: list[str]) -> dict:
 def build(args: argparse.Namespace):
     """(result, target pipeline, pairs used) for the chosen mode."""
     if args.recipe:
-        from safesteer_diffusers.recipes import _load_recipe_target, build_from_recipe, load_recipe
+        from safesteer_diffusers.build.recipes import _load_recipe_target, build_from_recipe, load_recipe
 
         recipe = load_recipe(args.recipe)
         result = build_from_recipe(recipe, device=args.device, dtype=args.dtype, max_anchors=args.max_anchors)
@@ -75,8 +75,9 @@ def build(args: argparse.Namespace):
         max_anchors=args.max_anchors,
     )
     if args.tiny:
-        from safesteer_diffusers.data import I2P_CATEGORIES, load_pairs
+        from safesteer_diffusers.build.prompts.embedded import load_pairs
         from safesteer_diffusers.demo.tiny import tiny_pipeline, tiny_source
+        from safesteer_diffusers.packs.format import I2P_CATEGORIES
 
         source, tokenizer, source_id = tiny_source()
         target, _ = tiny_pipeline("sd")
@@ -84,7 +85,8 @@ def build(args: argparse.Namespace):
         pairs = [p for c in I2P_CATEGORIES for p in load_pairs(c)[:6]]
         config.max_anchors = args.max_anchors or 64
     else:
-        from safesteer_diffusers.loading import load_source, load_target_text_encoders, parse_dtype
+        from safesteer_diffusers.build.model_loading import load_source, load_target_text_encoders
+        from safesteer_diffusers.utils.dtypes import parse_dtype
 
         dtype = parse_dtype(args.dtype)
         source, tokenizer = load_source(args.source, dtype=dtype, device=args.device)

@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 
 from safesteer_diffusers import DirectionPack, SafeSteer, SteeringConfig
-from safesteer_diffusers.data import load_anchors, load_pairs
-from safesteer_diffusers.estimate import auroc
-from safesteer_diffusers.plan import SteeringPlan
-from safesteer_diffusers.target_features import encode_for_denoiser
-from safesteer_diffusers.targets import target_for
+from safesteer_diffusers.build.prompts.embedded import load_anchors, load_pairs
+from safesteer_diffusers.build.source_features import auroc
+from safesteer_diffusers.pipelines.encoding import encode_for_denoiser
+from safesteer_diffusers.pipelines.registry import target_for
+from safesteer_diffusers.steering.plan import SteeringPlan
 
 SWEEP_PROMPTS = [
     "a dog running on a beach at sunset",
@@ -67,7 +67,7 @@ def load(args: argparse.Namespace):
         pipe = pipe.to(args.device)
         call_kwargs = {"num_inference_steps": args.steps, "height": args.size, "width": args.size}
     if args.pack is None:
-        from safesteer_diffusers.defaults import default_pack_for
+        from safesteer_diffusers.packs.catalogue import default_pack_for
 
         pack = default_pack_for(pipe)
     else:

@@ -28,7 +28,9 @@ from typing import Any
 
 import torch
 
-from ..pack import GLOBAL, DirectionPack
+from safesteer_diffusers.packs.direction_pack import DirectionPack
+from safesteer_diffusers.packs.format import GLOBAL
+
 from .tiny import (
     DEMO_MODEL_ID,
     MINILM_ID,
@@ -221,11 +223,12 @@ def _gate_rates(config: DemoConfig, pack: DirectionPack, target: dict) -> dict:
     Benign: embedded anchors after the ones the alignment used. Unsafe: the unsafe side of the embedded pairs
     (the source estimated its directions from them; the target encoder sees them only here, to evaluate).
     """
-    from ..config import SteeringConfig
-    from ..data import I2P_CATEGORIES, load_anchors, load_pairs
-    from ..plan import SteeringPlan
-    from ..target_features import encode_for_denoiser
-    from ..targets import target_for
+    from safesteer_diffusers.build.prompts.embedded import load_anchors, load_pairs
+    from safesteer_diffusers.packs.format import I2P_CATEGORIES
+    from safesteer_diffusers.pipelines.encoding import encode_for_denoiser
+    from safesteer_diffusers.pipelines.registry import target_for
+    from safesteer_diffusers.steering.config import SteeringConfig
+    from safesteer_diffusers.steering.plan import SteeringPlan
 
     pipe = target["pipe"]
     spec = target_for(pipe)
@@ -306,7 +309,8 @@ def _load_source(config: DemoConfig) -> dict:
         model, tokenizer, model_id = tiny_source(config.seed)
         label = f"{model_id} (RANDOM weights, 32-d, built in code)"
         return {"model": model, "tokenizer": tokenizer, "id": model_id, "revision": None, "label": label}
-    from ..loading import load_source, parse_dtype
+    from safesteer_diffusers.build.model_loading import load_source
+    from safesteer_diffusers.utils.dtypes import parse_dtype
 
     model, tokenizer = load_source(choice, dtype=parse_dtype(config.dtype), device=config.device)
     return {"model": model, "tokenizer": tokenizer, "id": choice, "revision": None, "label": choice}
@@ -330,7 +334,7 @@ def _load_target(config: DemoConfig) -> dict:
         return {"pipe": pipe, "call_kwargs": call_kwargs, "id": model_id, "tiny": True, "label": label}
     from diffusers import DiffusionPipeline
 
-    from ..loading import parse_dtype
+    from safesteer_diffusers.utils.dtypes import parse_dtype
 
     kwargs: dict[str, Any] = {}
     if config.dtype:
@@ -348,15 +352,16 @@ def _load_target(config: DemoConfig) -> dict:
 
 
 def _text_dims(pipe: Any) -> str:
-    from ..targets import target_for
+    from safesteer_diffusers.pipelines.registry import target_for
 
     return ", ".join(f"{layout.space} {layout.dim}-d" for layout in target_for(pipe).layout(pipe))
 
 
 # ----------------------------------------------------------------------------------------------- build
 def _build(config: DemoConfig, source: dict, target: dict) -> tuple[DirectionPack, dict]:
-    from ..build import BuildConfig, build_pack
-    from ..data import I2P_CATEGORIES, load_pairs
+    from safesteer_diffusers.build.driver import BuildConfig, build_pack
+    from safesteer_diffusers.build.prompts.embedded import load_pairs
+    from safesteer_diffusers.packs.format import I2P_CATEGORIES
 
     pairs = None
     if config.pairs_per_category:
@@ -377,7 +382,7 @@ def _build(config: DemoConfig, source: dict, target: dict) -> tuple[DirectionPac
 
 
 def demo_build_config(max_anchors: int = 400, seed: int = 0) -> dict:
-    """The :class:`~safesteer_diffusers.build.BuildConfig` fields of the demo (and of its shipped recipe)."""
+    """The :class:`~safesteer_diffusers.build.driver.BuildConfig` fields of the demo (and of its shipped recipe)."""
     return {
         "align": "svd",
         "layer": "auto",
@@ -389,7 +394,7 @@ def demo_build_config(max_anchors: int = 400, seed: int = 0) -> dict:
 
 
 def _inspect(pack: DirectionPack, out: Path, log) -> dict[str, Path]:
-    from ..inspect_pack import inspect_plot, inspect_text
+    from safesteer_diffusers.packs.inspect import inspect_plot, inspect_text
 
     text = inspect_text(pack)
     (out / "inspect.txt").write_text(text + "\n", encoding="utf-8")
@@ -412,8 +417,8 @@ def _conditions(strength: float) -> list[dict]:
 
 
 def _generate(config: DemoConfig, pack: DirectionPack, target: dict, log) -> list[dict]:
-    from ..mixin import SafeSteer
-    from ..targets import target_for
+    from safesteer_diffusers.pipelines.registry import target_for
+    from safesteer_diffusers.pipelines.wrap import SafeSteer
 
     pipe, call_kwargs = target["pipe"], dict(target["call_kwargs"])
     spec = target_for(pipe)
@@ -786,7 +791,7 @@ def _write_readme(out: Path, summary: dict) -> Path:
 
 def _default_lookup(target: dict, pack: DirectionPack, summary: dict, log) -> None:
     """Show that ``SafeSteer.wrap(pipe)`` with no pack finds the shipped default for this model id."""
-    from ..defaults import find_default_pack
+    from safesteer_diffusers.packs.catalogue import find_default_pack
 
     try:
         path, shipped = find_default_pack(target["id"])

@@ -461,10 +461,11 @@ def tiny_pack(
     calibration, gate thresholds) on reduced prompt sets. Meant for tiny pipelines and tests.
 
     Returns:
-        The :class:`~safesteer_diffusers.pack.DirectionPack`.
+        The :class:`~safesteer_diffusers.packs.direction_pack.DirectionPack`.
     """
-    from ..build import BuildConfig, build_pack
-    from ..data import I2P_CATEGORIES, load_pairs
+    from safesteer_diffusers.build.driver import BuildConfig, build_pack
+    from safesteer_diffusers.build.prompts.embedded import load_pairs
+    from safesteer_diffusers.packs.format import I2P_CATEGORIES
 
     model, tokenizer, source_id = tiny_source(seed)
     pairs = [p for c in I2P_CATEGORIES for p in load_pairs(c)[:pairs_per_category]]

@@ -28,10 +28,10 @@ from .detectors import (
     build_detector,
     load_q16_prompts,
 )
-from .plan import BASELINE, PromptSet, WorkItem, plan_items, shard
 from .quality import ClipImageFeatures, ClipScorer, FidScorer, image_files, load_clip
 from .runner import EvalResult, EvalSettings, ProcessGroup, current_process_group, run_evaluation
 from .stats import attack_success_rate, bootstrap_interval, combine_flags
+from .work_items import BASELINE, PromptSet, WorkItem, plan_items, shard
 
 __all__ = [
     "BASELINE",

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ._errors import missing_model
+from .missing_models import missing_model
 
 __all__ = [
     "NUDENET_EXPOSED_5",

@@ -21,14 +21,13 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..mixin import SafeSteer
-from ..pack import DirectionPack
-from ..prompts_io import PromptRecord
+from safesteer_diffusers.build.prompts.readers import PromptRecord
+from safesteer_diffusers.packs.direction_pack import DirectionPack
+from safesteer_diffusers.pipelines.wrap import SafeSteer
+
 from .detectors import Detector
 from .images import existing_images, load_images, output_images, save_images
-from .plan import BASELINE, PromptSet, WorkItem, format_strength, plan_items, shard
 from .quality import ClipScorer, FidScorer, image_files
-from .report import summarise, write_grids, write_summary, write_tradeoff_plot
 from .stats import COMBINE_MODES, combine_flags
 from .store import (
     RESULTS,
@@ -40,6 +39,8 @@ from .store import (
     rank_file,
     remove_files,
 )
+from .summary import summarise, write_grids, write_summary, write_tradeoff_plot
+from .work_items import BASELINE, PromptSet, WorkItem, format_strength, plan_items, shard
 
 __all__ = [
     "EvalResult",

@@ -1,0 +1,437 @@
+"""The end-to-end recipe: estimate in a source LM, align on benign anchors, transport, calibrate, pack.
+
+Transferred pack (the paper's method)::
+
+    source LM:  pairs (safe, unsafe, category) -> directions at the chosen layer (unsafe -> safe)
+                benign anchors                 -> X [N, Ds]
+    target:     benign anchors only            -> per space: pooled Y [N, D], token mean and covariance
+    per space:  fit_alignment(X, Y) ; v = transport(direction) ; v = unit(v) * std of benign tokens along v
+                gate threshold = quantile of benign anchor scores ; centre = benign token mean
+
+The target encoder is only ever called through :func:`~safesteer_diffusers.build.target_statistics.anchor_statistics`,
+which accepts :class:`~safesteer_diffusers.build.target_statistics.BenignPrompts` only; the pack records
+``provenance.target_unsafe_data = false``. The native baseline (:func:`build_native_pack`) estimates the
+directions from the pairs directly in the target space, for evaluation, and is labelled ``kind="native"``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from safesteer_diffusers.build.prompts.readers import PromptPair
+from safesteer_diffusers.packs.direction_pack import DirectionPack
+from safesteer_diffusers.packs.format import GLOBAL
+from safesteer_diffusers.pipelines.encoding import encode_for_denoiser, space_states
+from safesteer_diffusers.pipelines.registry import target_for
+from safesteer_diffusers.steering.maths import gate_scores, masked_mean
+from safesteer_diffusers.utils.distributed import sharded
+from safesteer_diffusers.version import __version__
+
+from .alignment import fit_alignment
+from .feature_cache import FeatureCache, prompts_hash
+from .source_features import ContrastPrompts, estimate_directions, extract_all_layers, extract_features
+from .target_statistics import BenignPrompts, SpaceStatistics, anchor_statistics
+
+
+@dataclass
+class BuildConfig:
+    """Settings of a pack build (all recorded in the pack).
+
+    Attributes:
+        align: ``"svd"`` (default, the paper's best), ``"ridge"``, ``"mlp"`` or ``"auto"`` (best held-out R^2).
+        layer: source layer index, or ``"auto"`` (best held-out AUROC among ``layers``).
+        layers: candidate layers for ``"auto"`` (default: all hidden states).
+        pooling: source pooling, ``"mean"`` over real tokens or ``"last"`` token.
+        tokens: target token policy the gate and calibration must match (``"all"``, as steering's default).
+        gate_quantile: gate thresholds are this quantile of benign anchor scores.
+        holdout: share of anchors / pairs held out for model selection.
+        seed: seed of every split and fit.
+        batch_size: prompts per forward pass.
+        call_kwargs: target ``pipe(...)`` arguments that change encoding (e.g. ``max_sequence_length``).
+        max_anchors: use only the first N anchors (quick builds).
+    """
+
+    align: str = "svd"
+    layer: int | str = "auto"
+    layers: list[int] | None = None
+    pooling: str = "mean"
+    tokens: str = "all"
+    gate_quantile: float = 0.99
+    holdout: float = 0.2
+    seed: int = 0
+    batch_size: int = 16
+    call_kwargs: dict = field(default_factory=dict)
+    max_anchors: int | None = None
+
+
+@dataclass
+class BuildResult:
+    """A built pack and its report (also written as ``build_report.json`` by the CLI)."""
+
+    pack: DirectionPack
+    report: dict
+
+
+def build_pack(
+    source_model: torch.nn.Module,
+    source_tokenizer: Any,
+    target_pipe: Any,
+    *,
+    pairs: Sequence[PromptPair] | None = None,
+    anchors: BenignPrompts | None = None,
+    config: BuildConfig | None = None,
+    source_id: str | None = None,
+    source_revision: str | None = None,
+    target_id: str | None = None,
+    cache: FeatureCache | None = None,
+    progress: bool = True,
+) -> BuildResult:
+    """Build a transferred pack: the target side sees benign anchors only.
+
+    Args:
+        source_model, source_tokenizer: any transformers causal LM or encoder and its tokenizer.
+        target_pipe: the target diffusers pipeline (text encoders loaded; denoiser and VAE may be ``None``).
+        pairs: safe/unsafe pairs with categories (default: the embedded set, 7 I2P categories).
+        anchors: benign anchor prompts (default: the embedded set).
+        config: :class:`BuildConfig`.
+        source_id, source_revision, target_id: recorded in the pack (and keys of the feature cache).
+        cache: a :class:`FeatureCache` (default: none).
+
+    Returns:
+        :class:`BuildResult` with the pack and a JSON-ready report.
+
+    Example:
+        >>> result = build_pack(llm, tok, pipe, source_id="Qwen/Qwen2.5-0.5B", target_id="black-forest-labs/FLUX.1-schnell")
+        >>> result.pack.save_pretrained("packs/flux-from-qwen")
+    """
+    config = config or BuildConfig()
+    cache = cache or FeatureCache(None)
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    inputs = _BuildInputs.resolve(pairs, anchors, config)
+    anchors, contrast = inputs.anchors, inputs.contrast
+    source_key = {
+        "model": source_id or type(source_model).__name__,
+        "revision": source_revision,
+        "pooling": config.pooling,
+    }
+
+    # 1. Directions in the source model (all candidate layers in one pass, cached).
+    tick = time.perf_counter()
+    layer_features = _source_layer_features(
+        source_model, source_tokenizer, contrast, config, cache, source_key, progress
+    )
+    estimate = estimate_directions(contrast, layer_features, layer="auto", holdout=0.3, seed=config.seed)
+    estimate.pooling = config.pooling
+    timings["estimate_s"] = time.perf_counter() - tick
+
+    # 2. Benign anchors through the source model at the chosen layer.
+    tick = time.perf_counter()
+    source_anchor_features = cache.get_or_compute(
+        {**source_key, "kind": "anchors", "layer": estimate.layer, "prompts": prompts_hash(anchors.prompts)},
+        lambda: {
+            "features": sharded(
+                anchors.prompts,
+                lambda prompts: extract_features(
+                    source_model,
+                    source_tokenizer,
+                    prompts,
+                    estimate.layer,
+                    pooling=config.pooling,
+                    batch_size=config.batch_size,
+                    progress=progress,
+                ),
+            )
+        },
+    )["features"]
+    timings["source_anchors_s"] = time.perf_counter() - tick
+
+    # 3. Benign anchors through the target's text encoders -- the only target-side input.
+    tick = time.perf_counter()
+    statistics = _target_statistics(target_pipe, anchors, config, cache, target_id, progress)
+    timings["target_anchors_s"] = time.perf_counter() - tick
+
+    # 4. Per space: align, transport, calibrate, gate.
+    tick = time.perf_counter()
+    vectors, per_space = {}, {}
+    for space, stats in statistics.items():
+        alignment = fit_alignment(
+            source_anchor_features,
+            stats.pooled,
+            method=config.align,
+            seed=config.seed,
+            holdout=config.holdout,
+        )
+        transported = {
+            name: alignment.transport(direction) for name, direction in estimate.directions.items()
+        }
+        vectors[space], per_space[space] = _calibrated(transported, stats)
+        per_space[space]["alignment"] = alignment.to_dict()
+    timings["align_s"] = time.perf_counter() - tick
+    timings["total_s"] = time.perf_counter() - started
+
+    source_meta = {"model_id": source_id, "revision": source_revision, **estimate.to_dict()}
+    provenance = inputs.provenance(target_unsafe_data=False)
+    return _assemble(
+        "transferred",
+        vectors,
+        per_space,
+        statistics,
+        target_pipe,
+        target_id,
+        config,
+        source_meta,
+        provenance,
+        {"timings": timings, "cache": {"hits": cache.hits, "misses": cache.misses}},
+    )
+
+
+def build_native_pack(
+    target_pipe: Any,
+    *,
+    pairs: Sequence[PromptPair] | None = None,
+    anchors: BenignPrompts | None = None,
+    config: BuildConfig | None = None,
+    target_id: str | None = None,
+    cache: FeatureCache | None = None,
+    progress: bool = True,
+) -> BuildResult:
+    """The native baseline: directions estimated from the pairs directly in the target's text space.
+
+    The target encoder sees unsafe text here, so the pack says ``kind="native"`` and
+    ``provenance.target_unsafe_data = true``. It exists to evaluate transferred packs against.
+    """
+    config = config or BuildConfig()
+    cache = cache or FeatureCache(None)
+    started = time.perf_counter()
+    inputs = _BuildInputs.resolve(pairs, anchors, config)
+    anchors, contrast = inputs.anchors, inputs.contrast
+    spec = target_for(target_pipe)
+    pooled: dict[str, list[torch.Tensor]] = {layout.space: [] for layout in spec.layout(target_pipe)}
+    for start in range(0, len(contrast.prompts), config.batch_size):
+        batch = contrast.prompts[start : start + config.batch_size]
+        embeds, mask = encode_for_denoiser(target_pipe, batch, call_kwargs=config.call_kwargs, spec=spec)
+        for layout in spec.layout(target_pipe):
+            for states, part_mask in space_states(
+                embeds, mask if config.tokens == "prompt" else None, layout
+            ):
+                pooled[layout.space].append(masked_mean(states.float().cpu(), part_mask))
+    statistics = _target_statistics(target_pipe, anchors, config, cache, target_id, progress)
+    vectors, per_space, estimates = {}, {}, {}
+    for space, rows in pooled.items():
+        estimate = estimate_directions(contrast, torch.cat(rows), layer=None, holdout=0.3, seed=config.seed)
+        estimates[space] = estimate.to_dict()
+        vectors[space], per_space[space] = _calibrated(estimate.directions, statistics[space])
+    provenance = inputs.provenance(target_unsafe_data=True)
+    source_meta = {"model_id": None, "native_baseline": True, "estimates": estimates}
+    return _assemble(
+        "native",
+        vectors,
+        per_space,
+        statistics,
+        target_pipe,
+        target_id,
+        config,
+        source_meta,
+        provenance,
+        {"timings": {"total_s": time.perf_counter() - started}},
+    )
+
+
+# ---------------------------------------------------------------------- steps
+@dataclass
+class _BuildInputs:
+    """Pairs and anchors of one build, defaults resolved, with where they came from."""
+
+    pairs: list[PromptPair]
+    pairs_source: str
+    anchors: BenignPrompts
+    contrast: ContrastPrompts
+
+    @classmethod
+    def resolve(cls, pairs, anchors, config: BuildConfig) -> _BuildInputs:
+        source = "safesteer embedded pairs" if pairs is None else "user pairs"
+        pairs = list(pairs) if pairs is not None else _embedded_pairs()
+        anchors = _limit(anchors or BenignPrompts.embedded(), config.max_anchors)
+        contrast = ContrastPrompts.from_pairs([(p.safe, p.unsafe, p.category) for p in pairs])
+        return cls(pairs, source, anchors, contrast)
+
+    def provenance(self, *, target_unsafe_data: bool) -> dict:
+        return {
+            "pairs_dataset": self.pairs_source,
+            "num_pairs": len(self.pairs),
+            "anchors": self.anchors.source,
+            "num_anchors": len(self.anchors.prompts),
+            "target_unsafe_data": target_unsafe_data,
+        }
+
+
+def _source_layer_features(
+    model, tokenizer, contrast, config, cache, source_key, progress
+) -> dict[int, torch.Tensor]:
+    layers = None if config.layer == "auto" else [int(config.layer)]
+    layers = layers or config.layers
+    tensors = cache.get_or_compute(
+        {**source_key, "kind": "pairs", "layers": layers, "prompts": prompts_hash(contrast.prompts)},
+        lambda: _all_layers(model, tokenizer, contrast.prompts, layers, config, progress),
+    )
+    return {int(key.removeprefix("layer_")): value for key, value in tensors.items()}
+
+
+def _all_layers(model, tokenizer, prompts, layers, config, progress) -> dict[str, torch.Tensor]:
+    # Sharded over `accelerate launch` processes when there are several (prompt axis = 1).
+    features = sharded(
+        prompts,
+        lambda part: extract_all_layers(
+            model,
+            tokenizer,
+            part,
+            pooling=config.pooling,
+            batch_size=config.batch_size,
+            progress=progress,
+            layers=layers,
+        ),
+        dim=1,
+    )
+    indices = layers if layers is not None else range(features.shape[0])
+    count = features.shape[0]
+    return {f"layer_{index % count if index < 0 else index}": features[i] for i, index in enumerate(indices)}
+
+
+def _target_statistics(pipe, anchors, config, cache, target_id, progress) -> dict[str, SpaceStatistics]:
+    key = {
+        "model": target_id or type(pipe).__name__,
+        "kind": "target_anchors",
+        "tokens": config.tokens,
+        "call_kwargs": config.call_kwargs,
+        "prompts": prompts_hash(anchors.prompts),
+    }
+
+    def compute() -> dict[str, torch.Tensor]:
+        stats = anchor_statistics(
+            pipe,
+            anchors,
+            tokens=config.tokens,
+            batch_size=config.batch_size,
+            call_kwargs=config.call_kwargs,
+            progress=progress,
+        )
+        tensors = {}
+        for space, s in stats.items():
+            tensors[f"{space}.pooled"] = s.pooled
+            tensors[f"{space}.token_mean"] = s.token_mean
+            tensors[f"{space}.token_covariance"] = s.token_covariance
+            tensors[f"{space}.num_tokens"] = torch.tensor(s.num_tokens)
+        return tensors
+
+    tensors = cache.get_or_compute(key, compute)
+    spaces = sorted({name.rsplit(".", 1)[0] for name in tensors}, key=_space_order)
+    return {
+        space: SpaceStatistics(
+            tensors[f"{space}.pooled"],
+            tensors[f"{space}.token_mean"],
+            tensors[f"{space}.token_covariance"],
+            int(tensors[f"{space}.num_tokens"]),
+        )
+        for space in spaces
+    }
+
+
+def _calibrated(directions: dict[str, torch.Tensor], stats: SpaceStatistics) -> tuple[dict, dict]:
+    """Scale each direction to one benign token std along it; gate thresholds from benign anchor scores."""
+    vectors, calibration = {}, {}
+    for name, direction in directions.items():
+        direction = direction.float()
+        scale = stats.std_along(direction)
+        if not scale > 0:
+            raise ValueError(
+                f"Calibration failed for {name!r}: benign target states do not vary along it (std {scale}). "
+                "Check the target encoder and the anchors."
+            )
+        vectors[name] = direction / direction.norm() * scale
+        calibration[name] = {
+            "statistic": "token_std",
+            "scale": scale,
+            "transported_norm": float(direction.norm()),
+        }
+    stacked = torch.stack(list(vectors.values()))
+    # Pooled anchors are already means over the steered positions: a one-token block scores identically.
+    scores = gate_scores(stats.pooled[:, None, :], stacked)
+    return vectors, {"calibration": calibration, "anchor_scores": scores}
+
+
+def _assemble(
+    kind, vectors, per_space, statistics, pipe, target_id, config, source_meta, provenance, extra
+) -> BuildResult:
+    names = list(next(iter(vectors.values())))
+    directions = {name: {space: vectors[space][name] for space in vectors} for name in names}
+    thresholds: dict[str, dict[str, float]] = {name: {} for name in names}
+    for space, info in per_space.items():
+        quantiles = torch.quantile(info.pop("anchor_scores").double(), config.gate_quantile, dim=0)
+        for name, value in zip(names, quantiles.tolist(), strict=True):
+            thresholds[name][space] = value
+    spec = target_for(pipe)
+    target = {
+        "model_id": target_id,
+        "family": spec.family,
+        "pipeline_class": type(pipe).__name__,
+        "spaces": {
+            space: {
+                "encoder": type(getattr(pipe, space)).__name__,
+                "dim": int(statistics[space].token_mean.shape[0]),
+                "calibration": "token_std",
+            }
+            for space in vectors
+        },
+    }
+    pack = DirectionPack.from_tensors(
+        directions,
+        thresholds=thresholds,
+        centers={space: stats.token_mean for space, stats in statistics.items()},
+        kind=kind,
+        source=source_meta,
+        target=target,
+        provenance=provenance,
+        alignment={space: info.get("alignment") for space, info in per_space.items()},
+        calibration={space: info["calibration"] for space, info in per_space.items()},
+        gate={
+            "score": "unsafe-side projection of the mean steered state",
+            "tokens": config.tokens,
+            "quantile": config.gate_quantile,
+        },
+        default_strengths={GLOBAL: 1.0},
+        build={"library_version": __version__, "config": asdict(config)},
+    )
+    report = {
+        "kind": kind,
+        "source": source_meta,
+        "target": target,
+        "provenance": provenance,
+        "alignment": pack.metadata["alignment"],
+        "calibration": pack.metadata["calibration"],
+        "thresholds": thresholds,
+        **extra,
+    }
+    return BuildResult(pack, report)
+
+
+def _embedded_pairs() -> list[PromptPair]:
+    from safesteer_diffusers.build.prompts.embedded import load_pairs
+
+    return load_pairs()
+
+
+def _limit(anchors: BenignPrompts, limit: int | None) -> BenignPrompts:
+    if not isinstance(anchors, BenignPrompts):
+        raise TypeError(f"anchors must be BenignPrompts, got {type(anchors).__name__}.")
+    return anchors if not limit else BenignPrompts(anchors.prompts[:limit], anchors.source)
+
+
+def _space_order(space: str) -> tuple[int, str]:
+    suffix = space.removeprefix("text_encoder").lstrip("_")
+    return (int(suffix) if suffix.isdigit() else 1, space)

@@ -1,0 +1,1 @@
+"""The ``safesteer`` command: one module per subcommand, each thin over the library."""

