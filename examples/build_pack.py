@@ -76,8 +76,8 @@ def build(args: argparse.Namespace):
     )
     if args.tiny:
         from safesteer_diffusers.build.prompts.embedded import load_pairs
-        from safesteer_diffusers.demo.tiny import tiny_pipeline, tiny_source
         from safesteer_diffusers.packs.format import I2P_CATEGORIES
+        from safesteer_diffusers.testing import tiny_pipeline, tiny_source
 
         source, tokenizer, source_id = tiny_source()
         target, _ = tiny_pipeline("sd")

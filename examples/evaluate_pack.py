@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load(args: argparse.Namespace):
     if args.tiny:
-        from safesteer_diffusers.demo.tiny import tiny_pipeline
+        from safesteer_diffusers.testing import tiny_pipeline
 
         pipe, call_kwargs = tiny_pipeline("sd")
         args.max_pairs = args.max_pairs or 12

@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load(args: argparse.Namespace):
     if args.tiny:
-        from safesteer_diffusers.demo.tiny import tiny_pack, tiny_pipeline
+        from safesteer_diffusers.testing import tiny_pack, tiny_pipeline
 
         pipe, call_kwargs = tiny_pipeline("sdxl")
         return pipe, args.pack or tiny_pack(pipe), call_kwargs

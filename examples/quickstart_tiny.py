@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from safesteer_diffusers import SafeSteer
-from safesteer_diffusers.demo.tiny import tiny_pipeline
+from safesteer_diffusers.testing import tiny_pipeline
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load(args: argparse.Namespace):
     if args.tiny:
-        from safesteer_diffusers.demo.tiny import tiny_pipeline
+        from safesteer_diffusers.testing import tiny_pipeline
 
         pipe, call_kwargs = tiny_pipeline("sd")  # model id safesteer/tiny-sd-demo: a default pack is shipped
         return pipe, args.pack, call_kwargs

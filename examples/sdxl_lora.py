@@ -54,7 +54,7 @@ def load(args: argparse.Namespace):
     if args.tiny:
         from peft import LoraConfig
 
-        from safesteer_diffusers.demo.tiny import tiny_pack, tiny_pipeline
+        from safesteer_diffusers.testing import tiny_pack, tiny_pipeline
 
         pipe, call_kwargs = tiny_pipeline("sdxl")
         pack = args.pack or tiny_pack(pipe)

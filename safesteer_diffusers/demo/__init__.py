@@ -6,5 +6,5 @@
 - :mod:`.tokenizers`: byte-level tokenizers generated in code (no Hub).
 - :mod:`.commands`: the `safesteer demo` and `safesteer list-packs` subcommands.
 
-Nothing heavy is imported here, so ``safesteer_diffusers.demo.tokenizers`` stays cheap to import.
+Nothing heavy is imported here, so ``safesteer_diffusers.testing.tokenizers`` stays cheap to import.
 """

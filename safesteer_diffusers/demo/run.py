@@ -28,17 +28,13 @@ from typing import Any
 
 import torch
 
+from safesteer_diffusers.build.model_loading import MINILM_ID, MINILM_PIN, load_minilm, minilm_folder
 from safesteer_diffusers.packs.direction_pack import DirectionPack
 from safesteer_diffusers.packs.format import GLOBAL
-
-from .tiny import (
+from safesteer_diffusers.testing import (
     DEMO_MODEL_ID,
-    MINILM_ID,
-    MINILM_PIN,
     TINY_SOURCE_ID,
     is_tiny_model_id,
-    load_minilm,
-    minilm_folder,
     tiny_pipeline_for,
     tiny_source,
 )

@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from safesteer_diffusers import DirectionPack
+from safesteer_diffusers.build.model_loading import minilm_folder
 from safesteer_diffusers.build.recipes import (
     RecipeError,
     load_recipe,
@@ -21,7 +22,6 @@ from safesteer_diffusers.build.recipes import (
     render_card,
 )
 from safesteer_diffusers.cli.main import main
-from safesteer_diffusers.demo.tiny import minilm_folder
 from safesteer_diffusers.packs.catalogue import _REPO_PACKS, catalogue, find_default_pack
 from safesteer_diffusers.packs.format import PACK_FILENAME
 

@@ -9,16 +9,16 @@ import pytest
 import torch
 
 from safesteer_diffusers import DirectionPack, SafeSteer
+from safesteer_diffusers.build.model_loading import minilm_folder
 from safesteer_diffusers.cli.main import main
 from safesteer_diffusers.demo.run import OUTPUT_FILES, DemoConfig
-from safesteer_diffusers.demo.tiny import (
+from safesteer_diffusers.packs.catalogue import default_pack_for, find_default_pack
+from safesteer_diffusers.testing import (
     DEMO_MODEL_ID,
     TINY_FAMILIES,
     TINY_MODEL_IDS,
-    minilm_folder,
     tiny_pipeline,
 )
-from safesteer_diffusers.packs.catalogue import default_pack_for, find_default_pack
 
 
 @pytest.fixture(scope="module")

