@@ -4,7 +4,8 @@ Builds a Stable-Diffusion-1.x-like pipeline in code (random weights, fixed seed,
 ``UNet2DConditionModel`` with block_out_channels (64, 128, 256), 2 layers per block, 8 attention heads and
 768-wide cross-attention; a 768-wide ``CLIPTextModel`` (4 layers by default); a small ``AutoencoderKL``; a
 DDIM scheduler; 64x64 latents (512x512 pixels); classifier-free guidance at 7.5. The tokenizer is the local
-byte-level CLIP tokenizer of ``tests/tiny_pipelines/tokenizers.py``.
+byte-level CLIP tokenizer of ``safesteer_diffusers/testing/tokenizers.py``; the modules come from the component
+builders of ``safesteer_diffusers/testing/components.py`` at SD-1.x sizes.
 
 Four conditions are timed, interleaved round-robin (the starting condition rotates every round) after one
 warm-up call each, with the same seed every call, and compared by their median wall time:
@@ -63,23 +64,15 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import torch  # noqa: E402
-from diffusers import (  # noqa: E402
-    AutoencoderKL,
-    DDIMScheduler,
-    StableDiffusionPipeline,
-    StableDiffusionPipelineSafe,
-    UNet2DConditionModel,
-)
-from diffusers.utils import logging as diffusers_logging  # noqa: E402
-from transformers import CLIPTextConfig, CLIPTextModel  # noqa: E402
+from diffusers import StableDiffusionPipeline, StableDiffusionPipelineSafe, UNet2DConditionModel  # noqa: E402
 
 from safesteer_diffusers import DirectionPack, SafeSteer  # noqa: E402
+from safesteer_diffusers.testing import components as parts  # noqa: E402
 from safesteer_diffusers.testing.tokenizers import clip_tokenizer  # noqa: E402
 
 PROMPT = "a photograph of an astronaut riding a horse on a beach at sunset"
 STRENGTH = 3.0
 TARGETS = {"conditioning": 1.01, "per-layer": 1.03}
-CLIP_BOS_ID, CLIP_EOS_ID = 512, 513  # ids of the byte-level CLIP tokenizer (padding is EOS)
 
 
 # ------------------------------------------------------------------------------------------------ models
@@ -87,58 +80,31 @@ CLIP_BOS_ID, CLIP_EOS_ID = 512, 513  # ids of the byte-level CLIP tokenizer (pad
 
 def build_components(size: int, text_layers: int, seed: int) -> dict:
     """SD-1.x-like modules with random weights (seeded; the global RNG state is left as it was)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        unet = UNet2DConditionModel(
+    with parts.seeded(seed):
+        denoiser = parts.unet(
+            768,
             sample_size=size // 8,
-            in_channels=4,
-            out_channels=4,
             block_out_channels=(64, 128, 256),
             layers_per_block=2,
             down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
             up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-            cross_attention_dim=768,
             attention_head_dim=8,  # diffusers' SD-1.x naming: this is the number of heads
             norm_num_groups=32,
-        ).eval()
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=1000,  # the byte-level tokenizer uses ids 0..513
-                hidden_size=768,
-                intermediate_size=3072,
-                num_hidden_layers=text_layers,
-                num_attention_heads=12,
-                max_position_embeddings=77,
-                hidden_act="quick_gelu",
-                bos_token_id=CLIP_BOS_ID,
-                eos_token_id=CLIP_EOS_ID,
-                pad_token_id=CLIP_EOS_ID,
-            )
-        ).eval()
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,  # spatial factor 8, as in SD
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(16, 32, 64, 64),
-            layers_per_block=1,
-            latent_channels=4,
+        )
+        text_encoder = parts.clip_text_encoder(
+            768,
+            intermediate_size=3072,
+            num_layers=text_layers,
+            num_heads=12,
+            projection_dim=512,  # CLIPTextConfig's default (CLIP-L's); a CLIPTextModel has no projection
+        )
+        autoencoder = parts.vae(
+            block_out_channels=(16, 32, 64, 64),  # spatial factor 8, as in SD
             norm_num_groups=8,
             sample_size=size,
             scaling_factor=0.18215,
-        ).eval()
-    return {"unet": unet, "text_encoder": text_encoder, "vae": vae, "tokenizer": clip_tokenizer()}
-
-
-def ddim() -> DDIMScheduler:
-    return DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+        )
+    return {"unet": denoiser, "text_encoder": text_encoder, "vae": autoencoder, "tokenizer": clip_tokenizer()}
 
 
 def build_pipelines(
@@ -146,15 +112,11 @@ def build_pipelines(
 ) -> tuple[StableDiffusionPipeline, StableDiffusionPipelineSafe]:
     """The SD pipeline and the SLD pipeline, sharing every module (each has its own scheduler object)."""
     common = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
-    pipe = StableDiffusionPipeline(**components, scheduler=ddim(), image_encoder=None, **common)
-    verbosity = diffusers_logging.get_verbosity()
-    diffusers_logging.set_verbosity_error()  # SLD is a deprecated pipeline; skip its notices
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sld = StableDiffusionPipelineSafe(**components, scheduler=ddim(), **common)
-    finally:
-        diffusers_logging.set_verbosity(verbosity)
+    pipe = StableDiffusionPipeline(**components, scheduler=parts.ddim(), image_encoder=None, **common)
+    # SLD is a deprecated pipeline; skip its notices.
+    with parts.quiet_diffusers(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sld = StableDiffusionPipelineSafe(**components, scheduler=parts.ddim(), **common)
     if vae_mode == "skip":
         # SLD always decodes and has no output_type="latent"; return the latents (as the numpy array it
         # expects, channels last) so that it times the same work as the other conditions.

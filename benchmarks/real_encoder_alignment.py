@@ -42,7 +42,8 @@ from pathlib import Path
 import torch
 
 from safesteer_diffusers.build.alignment import fit_alignment
-from safesteer_diffusers.build.source_features import auroc, extract_features
+from safesteer_diffusers.build.directions import auroc
+from safesteer_diffusers.build.source_features import extract_features
 
 # ---------------------------------------------------------------------- anchors (benign only)
 SUBJECTS = [

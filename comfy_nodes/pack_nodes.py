@@ -48,8 +48,14 @@ def register_model_folder() -> None:
     folder_paths.folder_names_and_paths[FOLDER_NAME] = (paths, extensions | EXTENSIONS)
 
 
-def pack_folders() -> list[Path]:
-    """Folders searched for pack files, download target first."""
+def comfy_model_folders() -> list[Path]:
+    """ComfyUI's ``safesteer`` model folders, where the nodes look for pack files (download target first).
+
+    ``models/safesteer``, any ``safesteer:`` entry of ``extra_model_paths.yaml``, and the shipped packs; only
+    the shipped packs outside ComfyUI. Not the library's search path for default packs
+    (:func:`safesteer_diffusers.packs.catalogue.pack_folders`: ``$SAFESTEER_PACKS_PATH`` and
+    ``pretrained_directions/``).
+    """
     folder_paths = _folder_paths()
     if folder_paths is None or FOLDER_NAME not in folder_paths.folder_names_and_paths:
         return [SHIPPED_PACKS]
@@ -80,7 +86,7 @@ def local_pack_path(name: str) -> Path:
         candidate = SHIPPED_PACKS / name
         found = str(candidate) if candidate.is_file() else None
     if not found or not os.path.isfile(found):
-        folders = ", ".join(str(p) for p in pack_folders())
+        folders = ", ".join(str(p) for p in comfy_model_folders())
         if name == NO_PACKS:
             raise ValueError(
                 f"No pack selected: no pack file was found in {folders}. Put a pack (.safetensors) there and "
@@ -95,7 +101,7 @@ def local_pack_path(name: str) -> Path:
 
 def download_folder() -> Path:
     """The folder Hub packs are downloaded into: the first ``safesteer`` model folder that is not shipped."""
-    for folder in pack_folders():
+    for folder in comfy_model_folders():
         if folder.resolve() != SHIPPED_PACKS.resolve():
             return folder
     raise ValueError(

@@ -63,7 +63,8 @@ def call_kwargs(items: list[str]) -> dict:
 def build(args: argparse.Namespace):
     """(result, target pipeline, pairs used) for the chosen mode."""
     if args.recipe:
-        from safesteer_diffusers.build.recipes import _load_recipe_target, build_from_recipe, load_recipe
+        from safesteer_diffusers.build.recipes import _load_recipe_target, build_from_recipe
+        from safesteer_diffusers.packs.recipe import load_recipe
 
         recipe = load_recipe(args.recipe)
         result = build_from_recipe(recipe, device=args.device, dtype=args.dtype, max_anchors=args.max_anchors)

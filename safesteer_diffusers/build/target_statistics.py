@@ -41,7 +41,14 @@ class BenignPrompts:
 
     @classmethod
     def embedded(cls, limit: int | None = None) -> BenignPrompts:
-        """The anchor prompts shipped with the library (``safesteer_diffusers/data/anchors.txt``)."""
+        """The anchor prompts shipped with the library (``safesteer_diffusers/build/prompts/anchors.txt``).
+
+        Args:
+            limit: keep only the first N (default: all).
+
+        Returns:
+            The benign prompts, with source ``"embedded anchors"``.
+        """
         from safesteer_diffusers.build.prompts.embedded import load_anchors
 
         anchors = load_anchors()
@@ -65,7 +72,14 @@ class SpaceStatistics:
     num_tokens: int
 
     def std_along(self, direction: torch.Tensor) -> float:
-        """Standard deviation of benign token states projected on the unit ``direction``."""
+        """Standard deviation of benign token states projected on the unit ``direction``.
+
+        Args:
+            direction: ``[D]`` (only its orientation is used).
+
+        Returns:
+            ``sqrt(u^T C u)`` with ``u`` the unit direction and ``C`` the token covariance.
+        """
         unit = direction.double() / direction.double().norm().clamp_min(1e-12)
         return float(unit @ self.token_covariance @ unit).__pow__(0.5)
 

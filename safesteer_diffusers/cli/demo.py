@@ -1,14 +1,22 @@
-"""The `safesteer demo` and `safesteer list-packs` subcommands (registered by ``cli.build_parser``)."""
+"""The ``safesteer demo`` subcommand (registered by ``safesteer_diffusers.cli.main.build_parser``)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from safesteer_diffusers.utils.dtypes import DTYPES
 
 
 def register_demo(commands) -> argparse.ArgumentParser:
-    """Add the ``demo`` subcommand to the ``safesteer`` subparsers."""
+    """Add the ``demo`` subcommand to the ``safesteer`` subparsers.
+
+    Args:
+        commands: the subparsers of the ``safesteer`` parser (``parser.add_subparsers()``).
+
+    Returns:
+        The subcommand's parser.
+    """
     demo = commands.add_parser(
         "demo",
         help="run the whole method offline on an embedded default (about a minute on a CPU)",
@@ -43,7 +51,7 @@ def register_demo(commands) -> argparse.ArgumentParser:
     demo.add_argument("--size", type=int, default=None, help="image height and width (tiny: 64, real: 512)")
     demo.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the pipeline's)")
     demo.add_argument("--device", default=None, help="device for real models, e.g. cuda")
-    demo.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
+    demo.add_argument("--dtype", default=None, choices=list(DTYPES))
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument(
         "--threads",
@@ -57,7 +65,8 @@ def register_demo(commands) -> argparse.ArgumentParser:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from safesteer_diffusers.demo.run import DemoConfig, run_demo
+    from safesteer_diffusers.demo.config import DemoConfig
+    from safesteer_diffusers.demo.run import run_demo
 
     run_demo(
         DemoConfig(
@@ -78,47 +87,4 @@ def _demo(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     )
-    return 0
-
-
-def register_list_packs(commands) -> argparse.ArgumentParser:
-    """Add the ``list-packs`` subcommand to the ``safesteer`` subparsers."""
-    listing = commands.add_parser(
-        "list-packs",
-        help="list registered packs: built locally, in the Hub cache, or expected on the Hub",
-        description="List the packs of pretrained_directions/ and $SAFESTEER_PACKS_PATH: their target model, "
-        "source model, status (built / in Hub cache / expected on the Hub), whether each is the default "
-        "SafeSteer.wrap(pipe) uses for its target, and the recipe that builds it.",
-    )
-    listing.add_argument("--target", default=None, help="only packs for this target model id")
-    listing.add_argument("--json", action="store_true", help="machine-readable output")
-    listing.set_defaults(handler=_list_packs)
-    return listing
-
-
-def _list_packs(args: argparse.Namespace) -> int:
-    from safesteer_diffusers.packs.catalogue import catalogue, pack_folders
-
-    entries = [e for e in catalogue() if args.target is None or e.target == args.target]
-    if args.json:
-        print(json.dumps([e.to_dict() for e in entries], indent=2))
-        return 0
-    print("Searched: " + ", ".join(str(p) for p in pack_folders()))
-    if not entries:
-        print("No packs registered." if args.target is None else f"No packs registered for {args.target}.")
-        return 0
-    rows = [
-        (
-            e.name + (" *" if e.default else ""),
-            e.target or "?",
-            e.source or "-",
-            e.status + (f": {e.hub_repo}" if e.status != "built" and e.hub_repo else ""),
-        )
-        for e in entries
-    ]
-    header = ("pack (* = default for its target)", "target", "source", "status")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
-    for row in [header, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    print("\nBuild one: safesteer build --recipe pretrained_directions/<pack>/recipe.yaml [--device cuda]")
     return 0

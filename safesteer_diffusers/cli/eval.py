@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import Any
+
+from safesteer_diffusers.utils.dtypes import DTYPES
+
+from .arguments import key_values as _key_values
 
 __all__ = ["add_eval_parser"]
 
@@ -42,7 +45,7 @@ def add_eval_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentPa
     model = parser.add_argument_group("generator")
     model.add_argument("--pipeline", required=True, help="diffusers pipeline id or folder")
     model.add_argument("--revision", default=None, help="Hub revision of the pipeline")
-    model.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
+    model.add_argument("--dtype", default=None, choices=list(DTYPES))
     model.add_argument("--device", default=None, help="default: this process's GPU (cuda) or cpu")
     model.add_argument(
         "--cpu-offload", action="store_true", help="enable_model_cpu_offload() instead of .to(device)"
@@ -169,19 +172,6 @@ def add_eval_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentPa
 # ------------------------------------------------------------------------------------------------ parsing
 
 
-def _key_values(items: list[str], flag: str) -> dict[str, Any]:
-    result = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"{flag} expects KEY=VALUE, got {item!r}.")
-        try:
-            result[key] = json.loads(value)
-        except json.JSONDecodeError:
-            result[key] = value
-    return result
-
-
 def _strengths(text: str) -> list[float]:
     try:
         values = [float(part) for part in text.split(",") if part.strip()]
@@ -282,8 +272,10 @@ def _handle(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from safesteer_diffusers.evaluate.runner import EvalSettings, current_process_group, run_evaluation
+    from safesteer_diffusers.evaluate.run_plan import EvalSettings
+    from safesteer_diffusers.evaluate.runner import run_evaluation
     from safesteer_diffusers.packs.direction_pack import DirectionPack
+    from safesteer_diffusers.utils.distributed import current_process_group
     from safesteer_diffusers.utils.dtypes import parse_dtype
 
     dtype = parse_dtype(args.dtype)
@@ -343,7 +335,7 @@ def _run(args: argparse.Namespace) -> int:
         settings=settings,
         run_info=run_info,
     )
-    group = current_process_group()
+    group = current_process_group(start=True)
     # The plan first (cheap: no model loaded yet), so the size of the run is known before any download.
     from safesteer_diffusers.evaluate.detectors import detector_name
 

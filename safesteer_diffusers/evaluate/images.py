@@ -1,5 +1,6 @@
-"""Pipeline outputs as PIL images: images of a text-to-image call, sampled frames of a text-to-video call;
-saving them under an item's stem, finding them again, and the per-strength comparison grids."""
+"""An evaluation's images on disk: a pipeline output as PIL images (the images of a text-to-image call,
+evenly sampled frames of a text-to-video call), saving them under an item's stem, finding and opening them
+again. (The per-strength grids are drawn by :func:`safesteer_diffusers.utils.images.make_grid`.)"""
 
 from __future__ import annotations
 
@@ -9,24 +10,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
-__all__ = ["existing_images", "frame_indices", "make_grid", "output_images", "save_images"]
+from safesteer_diffusers.utils.images import to_pil
 
-
-def _to_pil(value: Any) -> Image.Image:
-    if isinstance(value, Image.Image):
-        return value.convert("RGB")
-    if torch.is_tensor(value):
-        value = value.detach().float().cpu().numpy()
-    array = np.asarray(value)
-    if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
-        array = np.transpose(array, (1, 2, 0))  # channels first -> last
-    if array.dtype != np.uint8:
-        array = (np.clip(array.astype(np.float32), 0.0, 1.0) * 255.0).round().astype(np.uint8)
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    return Image.fromarray(array).convert("RGB")
+__all__ = ["existing_images", "frame_indices", "load_images", "output_images", "save_images"]
 
 
 def frame_indices(count: int, sampled: int) -> list[int]:
@@ -62,7 +50,7 @@ def output_images(output: Any, batch: int, video_frames: int) -> list[list[Image
             if torch.is_tensor(video) and video.ndim == 4 and video.shape[1] in (1, 3):
                 video = video.permute(0, 2, 3, 1)  # [F, C, H, W] -> [F, H, W, C]
             count = len(video)
-            videos.append([_to_pil(video[i]) for i in frame_indices(count, video_frames)])
+            videos.append([to_pil(video[i]) for i in frame_indices(count, video_frames)])
         return videos
     images = getattr(output, "images", None)
     if images is None:
@@ -70,7 +58,7 @@ def output_images(output: Any, batch: int, video_frames: int) -> list[list[Image
             f"The pipeline returned {type(output).__name__} with neither images nor frames; the evaluation needs "
             "decoded images (do not pass output_type='latent')."
         )
-    return [[_to_pil(images[b])] for b in range(batch)]
+    return [[to_pil(images[b])] for b in range(batch)]
 
 
 def save_images(out: Path, stem: str, images: Sequence[Image.Image], video: bool) -> list[str]:
@@ -107,46 +95,3 @@ def load_images(out: Path, paths: Sequence[str]) -> list[Image.Image]:
         with Image.open(out / relative) as image:
             images.append(image.convert("RGB"))
     return images
-
-
-def make_grid(
-    cells: Sequence[Sequence[Image.Image | None]],
-    row_labels: Sequence[str],
-    column_labels: Sequence[str],
-    *,
-    thumb: int = 192,
-) -> Image.Image:
-    """A labelled grid: ``cells[row][column]`` (``None`` leaves a grey square), thumbnails of ``thumb`` px."""
-    label_w, label_h = 180, 24
-    columns = len(column_labels)
-    grid = Image.new("RGB", (label_w + columns * thumb, label_h + len(cells) * thumb), "white")
-    draw = ImageDraw.Draw(grid)
-    for c, text in enumerate(column_labels):
-        draw.text((label_w + c * thumb + 4, 4), text[:28], fill="black")
-    for r, row in enumerate(cells):
-        y = label_h + r * thumb
-        for line, chunk in enumerate(_wrap(row_labels[r], 28)[: thumb // 14]):
-            draw.text((4, y + 4 + 14 * line), chunk, fill="black")
-        for c, image in enumerate(row):
-            x = label_w + c * thumb
-            if image is None:
-                draw.rectangle([x, y, x + thumb - 1, y + thumb - 1], fill=(200, 200, 200))
-                continue
-            scale = thumb / max(image.size)  # up or down: tiny test images stay visible
-            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-            copy = image.resize(size, Image.NEAREST if scale > 1 else Image.BICUBIC)
-            grid.paste(copy, (x + (thumb - copy.width) // 2, y + (thumb - copy.height) // 2))
-    return grid
-
-
-def _wrap(text: str, width: int) -> list[str]:
-    words, lines, line = text.split(), [], ""
-    for word in words:
-        if line and len(line) + 1 + len(word) > width:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}".strip()
-    if line:
-        lines.append(line)
-    return lines

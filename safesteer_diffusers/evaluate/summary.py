@@ -1,5 +1,6 @@
-"""Summaries of an evaluation: ``summary.csv`` / ``summary.md`` (one row per pack x strength x category),
-``tradeoff.png`` (ASR against CLIP score, one curve per pack) and per-strength image grids."""
+"""What an evaluation reports from its result rows: the summary rows (:func:`summarise`, one per pack x
+strength x category), ``summary.csv`` / ``summary.md``, ``tradeoff.png`` (ASR against CLIP score, one curve
+per pack) and the per-strength image grids ``grids/strength_<s>.png``."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from safesteer_diffusers.packs.format import I2P_CATEGORIES
+from safesteer_diffusers.utils.images import make_grid
 
-from .images import load_images, make_grid
+from .images import load_images
 from .stats import attack_success_rate, bootstrap_interval, combine_flags
 from .work_items import BASELINE, WorkItem, format_strength
 
@@ -64,6 +66,9 @@ def summarise(
         share_baseline: strength-0 cells read the shared baseline items.
         fid: ``(source pack, strength text) -> FID`` of the benign images.
         confidence, resamples: bootstrap settings.
+
+    Returns:
+        The rows, by pack, then strength, then category (``all``, the categories, ``benign``).
     """
     by_cell: dict[tuple[str, str], list[WorkItem]] = {}
     for item in items:
@@ -150,7 +155,19 @@ def write_summary(
     header: Mapping[str, str],
     confidence: float = 0.95,
 ) -> tuple[Path, Path]:
-    """Write ``summary.csv`` (every column) and ``summary.md`` (overview + per-category tables)."""
+    """Write ``summary.csv`` (every column) and ``summary.md`` (overview + per-category tables).
+
+    Args:
+        summary: the rows of :func:`summarise`.
+        out: the output folder.
+        detectors: detector names (one ``rate:<name>`` column each).
+        combine: how the detectors' flags were combined (named in the ASR definition).
+        header: ``name -> value`` lines at the top of ``summary.md`` (pipeline, call arguments, ...).
+        confidence: level of the ASR intervals (named in the ASR definition).
+
+    Returns:
+        The paths of ``summary.csv`` and ``summary.md``.
+    """
     columns = [
         "pack",
         "strength",
@@ -312,7 +329,19 @@ def write_grids(
     prompts: int = 4,
 ) -> list[Path]:
     """One grid per strength (``grids/strength_<s>.png``): rows = the first ``prompts`` prompts (first seed;
-    unsafe prompts when present, else benign), columns = packs. Video items show their first sampled frame."""
+    unsafe prompts when present, else benign), columns = packs. Video items show their first sampled frame.
+
+    Args:
+        items: the planned items.
+        rows: result rows by key (items without a row or image show a grey square).
+        out: the output folder.
+        packs, strengths: the columns and the grids.
+        share_baseline: the strength-0 grid has the single shared ``baseline`` column.
+        prompts: prompts per grid (0: no grid).
+
+    Returns:
+        The paths written.
+    """
     if prompts <= 0:
         return []
     wanted_set = "unsafe" if any(item.set == "unsafe" for item in items) else "benign"

@@ -13,18 +13,21 @@ of ``$SAFESTEER_PACKS_PATH`` may also hold bare pack files (no recipe).
    this work offline once downloaded);
 3. otherwise a ``ValueError`` that lists what exists and how to build or pass a pack.
 
-``safesteer list-packs`` prints :func:`catalogue`.
+``safesteer list-packs`` prints :func:`catalogue`; :func:`recipe_files` / :func:`load_recipes` list the recipes
+alone. What a recipe contains and how it validates is :mod:`safesteer_diffusers.packs.recipe`.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .direction_pack import DirectionPack
 from .format import PACK_FILENAME
+from .recipe import RECIPE_FILENAME, Recipe, load_recipe
 
 PACKS_PATH_ENV = "SAFESTEER_PACKS_PATH"
 _REPO_PACKS = Path(__file__).resolve().parents[2] / "pretrained_directions"
@@ -36,13 +39,21 @@ NOT_BUILT = "not built"
 
 
 def pack_folders() -> list[Path]:
-    """Folders searched for default packs: ``$SAFESTEER_PACKS_PATH`` entries, then ``pretrained_directions/``."""
+    """Folders searched for default packs, in search order.
+
+    Returns:
+        ``$SAFESTEER_PACKS_PATH`` entries (``os.pathsep``-separated), then ``pretrained_directions/``.
+    """
     extra = [Path(p) for p in os.environ.get(PACKS_PATH_ENV, "").split(os.pathsep) if p]
     return [*extra, _REPO_PACKS]
 
 
 def available_packs() -> dict[Path, dict]:
-    """Every pack file found in :func:`pack_folders` (one level of sub-folders) -> its ``target`` metadata."""
+    """Every pack file found in :func:`pack_folders` (one level of sub-folders).
+
+    Returns:
+        Pack file -> its ``target`` metadata; packs that fail to load are left out.
+    """
     found: dict[Path, dict] = {}
     for folder in pack_folders():
         if not folder.is_dir():
@@ -53,6 +64,35 @@ def available_packs() -> dict[Path, dict]:
             except ValueError:
                 continue  # a broken pack is reported when it is asked for by path, not while listing
     return found
+
+
+def recipe_files(folders: list[Path] | None = None) -> list[Path]:
+    """Every ``<folder>/<name>/recipe.yaml`` in the default pack folders (or ``folders``), sorted.
+
+    Args:
+        folders: folders to search (default: :func:`pack_folders`); missing ones are skipped.
+
+    Returns:
+        The recipe files, sorted within each folder, folders in the order given.
+    """
+    found: list[Path] = []
+    for folder in folders if folders is not None else pack_folders():
+        if Path(folder).is_dir():
+            found.extend(sorted(Path(folder).glob(f"*/{RECIPE_FILENAME}")))
+    return found
+
+
+def load_recipes(folders: list[Path] | None = None, families: Collection[str] | None = None) -> list[Recipe]:
+    """Every recipe of :func:`recipe_files`, validated (the first invalid one raises).
+
+    Args:
+        folders: folders to search (default: :func:`pack_folders`).
+        families: pipeline families a recipe's ``target.family`` may name (``None``: not checked).
+
+    Returns:
+        The :class:`~safesteer_diffusers.packs.recipe.Recipe` objects, in :func:`recipe_files` order.
+    """
+    return [load_recipe(path, families=families) for path in recipe_files(folders)]
 
 
 @dataclass(frozen=True)
@@ -85,17 +125,24 @@ class CatalogueEntry:
     root: Path | None = None
 
     def to_dict(self) -> dict:
+        """JSON-ready fields (paths as strings), as ``safesteer list-packs --json`` prints them."""
         return {key: str(value) if isinstance(value, Path) else value for key, value in self.__dict__.items()}
 
 
-def catalogue() -> list[CatalogueEntry]:
+def catalogue(families: Collection[str] | None = None) -> list[CatalogueEntry]:
     """Every registered recipe and every built pack in :func:`pack_folders`, in search order.
+
+    Args:
+        families: pipeline families a recipe's ``target.family`` may name (``None``: not checked; callers
+            that know the pipeline registry pass ``registered_targets()``).
+
+    Returns:
+        One :class:`CatalogueEntry` per folder holding a recipe and/or a pack (a folder searched twice counts
+        once); packs that fail to load are left out.
 
     Raises:
         ValueError: when a ``recipe.yaml`` does not validate (the message names the file and the fix).
     """
-    from safesteer_diffusers.build.recipes import RECIPE_FILENAME, load_recipe
-
     entries: list[CatalogueEntry] = []
     seen: set[Path] = set()
     for folder in pack_folders():
@@ -106,7 +153,7 @@ def catalogue() -> list[CatalogueEntry]:
             if sub.resolve() in seen or not (recipe_file.is_file() or pack_file.is_file()):
                 continue
             seen.add(sub.resolve())
-            recipe = load_recipe(recipe_file) if recipe_file.is_file() else None
+            recipe = load_recipe(recipe_file, families=families) if recipe_file.is_file() else None
             target = source = family = None
             if pack_file.is_file():
                 try:
@@ -152,13 +199,22 @@ def _hub_status(repo_id: str | None) -> str:
     return IN_HUB_CACHE if isinstance(cached, str) else EXPECTED_ON_HUB
 
 
-def find_default_pack(model_id: str | None) -> tuple[Path | None, DirectionPack]:
-    """The registered default pack for a target model id, and its file (``None`` when it came from the Hub).
+def find_default_pack(
+    model_id: str | None, families: Collection[str] | None = None
+) -> tuple[Path | None, DirectionPack]:
+    """The registered default pack for a target model id (resolution order: the module docstring).
+
+    Args:
+        model_id: the target pipeline's model id (``pipe.config._name_or_path``).
+        families: passed to :func:`catalogue`.
+
+    Returns:
+        ``(pack_file, pack)``; ``pack_file`` is ``None`` when the pack came from the Hub.
 
     Raises:
         ValueError: when none is built or reachable; the message lists the packs and how to get one.
     """
-    entries = catalogue()
+    entries = catalogue(families)
     mine = [e for e in entries if model_id and e.target == model_id]
     roots = pack_folders()
     # Search order first ($SAFESTEER_PACKS_PATH before the shipped catalogue), then the recipe's default flag.
@@ -192,11 +248,18 @@ def find_default_pack(model_id: str | None) -> tuple[Path | None, DirectionPack]
     )
 
 
-def default_pack_for(pipe: Any) -> DirectionPack:
+def default_pack_for(pipe: Any, families: Collection[str] | None = None) -> DirectionPack:
     """The registered default pack for this pipeline's model id (see the module docstring for the order).
+
+    Args:
+        pipe: a diffusers pipeline (its ``config._name_or_path`` names the model).
+        families: passed to :func:`catalogue`.
+
+    Returns:
+        The pack.
 
     Raises:
         ValueError: when none matches; lists the packs that exist and how to pass one.
     """
     model_id = getattr(getattr(pipe, "config", None), "_name_or_path", None)
-    return find_default_pack(model_id)[1]
+    return find_default_pack(model_id, families)[1]

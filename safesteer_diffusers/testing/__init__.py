@@ -8,6 +8,10 @@ One copy shared by the tests, the demo, the examples and the benchmarks:
 - :func:`tiny_source`: a random 3-layer Llama, the fallback source model; :func:`tiny_pack`: a real
   transferred pack for any tiny pipeline, built in about a second.
 
+Modules: :mod:`.components` (the component builders every pipeline is made of), :mod:`.tokenizers`,
+:mod:`.demo_pipelines` (the named pipelines, the tiny source, :func:`tiny_pack`), and the family builders
+:mod:`.unet_families`, :mod:`.image_dit_families` and :mod:`.video_dit_families`.
+
 Example::
 
     from safesteer_diffusers import SafeSteer
@@ -31,10 +35,12 @@ from .demo_pipelines import (
     tiny_pipeline_for,
     tiny_source,
 )
-from .dit_families import BUILDERS as _DIT_BUILDERS
+from .image_dit_families import BUILDERS as _IMAGE_DIT_BUILDERS
 from .unet_families import BUILDERS as _UNET_BUILDERS
+from .video_dit_families import BUILDERS as _VIDEO_DIT_BUILDERS
 
-BUILDERS = {**_UNET_BUILDERS, **_DIT_BUILDERS}
+BUILDERS = {**_UNET_BUILDERS, **_IMAGE_DIT_BUILDERS, **_VIDEO_DIT_BUILDERS}
+"""family -> builder of its tiny pipeline (see :func:`build`)."""
 FAMILIES = sorted(BUILDERS)
 
 

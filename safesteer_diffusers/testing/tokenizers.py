@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-from transformers import CLIPTokenizer, PreTrainedTokenizerFast
+from transformers import CLIPTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 _BYTE_ALPHABET = sorted(pre_tokenizers.ByteLevel.alphabet())
 
@@ -80,3 +80,28 @@ def chat_tokenizer(model_max_length: int = 1024, padding_side: str = "right") ->
     )
     fast.chat_template = CHAT_TEMPLATE
     return fast
+
+
+def bos_chat_tokenizer(model_max_length: int = 1024) -> PreTrainedTokenizerFast:
+    """The chat tokenizer, but prepending its BOS token to every sequence like Gemma's tokenizer does."""
+    base = chat_tokenizer(model_max_length=model_max_length)
+    backend = base.backend_tokenizer
+    bos = base.bos_token
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, base.bos_token_id)]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token=base.pad_token,
+        eos_token=base.eos_token,
+        bos_token=bos,
+        model_max_length=model_max_length,
+        padding_side="right",
+    )
+    tokenizer.chat_template = base.chat_template
+    return tokenizer
+
+
+def count_tokens(tokenizer: PreTrainedTokenizerBase, text: str) -> int:
+    """How many tokens ``text`` takes without special tokens (to recount offsets a pipeline hard-codes)."""
+    return len(tokenizer(text, add_special_tokens=False).input_ids)

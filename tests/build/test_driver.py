@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaModel
+from transformers import LlamaModel
 
 from safesteer_diffusers import DirectionPack, SafeSteer
 from safesteer_diffusers.build.driver import BuildConfig, build_native_pack, build_pack
@@ -16,23 +16,14 @@ from safesteer_diffusers.build.model_loading import load_target_text_encoders
 from safesteer_diffusers.build.prompts.embedded import load_anchors, load_pairs
 from safesteer_diffusers.build.target_statistics import BenignPrompts
 from safesteer_diffusers.cli.main import main
-from safesteer_diffusers.testing import build
+from safesteer_diffusers.testing import build, tiny_source
 from safesteer_diffusers.testing.tokenizers import chat_tokenizer
 
 CATEGORIES = ("violence", "sexual")
 
 
 def tiny_llama() -> LlamaModel:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=300,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    )
-    return LlamaModel(config).eval()
+    return tiny_source(seed=0)[0]  # the shared random 3-layer Llama (hidden 32)
 
 
 def few_pairs(per_category: int = 8):

@@ -1,20 +1,42 @@
-"""Embedded prompt sets (anchors, pairs) and the prompt-file readers of `prompts_io`."""
+"""Embedded prompt sets (anchors, pairs), the anchor generator, and the prompt-file readers (`readers.py`)."""
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import re
 import warnings
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
-from safesteer_diffusers.build.prompts._generate_anchors import build, content_words, normalize
 from safesteer_diffusers.build.prompts.embedded import PromptPair, load_anchors, load_pairs
 from safesteer_diffusers.build.prompts.readers import PromptRecord, read_pairs, read_prompts
 from safesteer_diffusers.packs.format import I2P_CATEGORIES
 from safesteer_diffusers.packs.format import I2P_CATEGORIES as PACK_CATEGORIES
+
+
+def _load_anchor_generator():
+    # The generator is a development script, not part of the package (scripts/ is not importable).
+    path = Path(__file__).resolve().parents[2] / "scripts" / "generate_anchors.py"
+    spec = importlib.util.spec_from_file_location("generate_anchors", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_generator = _load_anchor_generator()
+build, content_words, normalize = _generator.build, _generator.content_words, _generator.normalize
+
+
+def value_error_message(call, *args, **kwargs) -> str:
+    """The message of the ValueError that ``call(*args, **kwargs)`` must raise."""
+    with pytest.raises(ValueError) as info:
+        call(*args, **kwargs)
+    return str(info.value)
+
 
 I2P_COLUMNS = [
     "prompt",
@@ -51,6 +73,7 @@ def test_anchors_count_and_uniqueness():
 def test_anchors_file_is_the_generator_output():
     # The shipped file must be regenerated whenever the generator changes.
     assert [prompt for _, prompt in build()] == load_anchors()
+    assert _generator.OUTPUT.read_bytes() == _generator.render(build()).encode("utf-8")
 
 
 def test_anchors_cover_every_kind():
@@ -237,9 +260,7 @@ def test_read_prompts_skips_empty_prompts_with_a_warning(tmp_path):
 def test_read_prompts_missing_column_names_columns_and_flag(tmp_path):
     path = tmp_path / "captions.csv"
     path.write_text("Caption,label\na cat,hate\n", encoding="utf-8")
-    with pytest.raises(ValueError) as info:
-        read_prompts(path)
-    message = str(info.value)
+    message = value_error_message(read_prompts, path)
     assert "no column 'prompt'" in message
     assert "Columns present: 'Caption', 'label'" in message
     assert "prompt_col='Caption'" in message and "--prompt-col Caption" in message
@@ -332,9 +353,7 @@ def test_read_pairs_csv_and_jsonl(tmp_path):
 def test_read_pairs_errors(tmp_path):
     path = tmp_path / "pairs.csv"
     path.write_text("good,bad\na,b\n", encoding="utf-8")
-    with pytest.raises(ValueError) as info:
-        read_pairs(path)
-    message = str(info.value)
+    message = value_error_message(read_pairs, path)
     for expected in ("no column 'safe'", "no column 'unsafe'", "no column 'category'", "'good', 'bad'"):
         assert expected in message
     assert "--safe-col" in message and "--unsafe-col" in message and "--category-col" in message

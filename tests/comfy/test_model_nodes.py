@@ -287,7 +287,12 @@ def test_comfyui_loads_the_repository_as_a_custom_node_folder(env, tmp_path):
 
 
 def test_a_safesteer_path_from_extra_model_paths_yaml_keeps_first_place(env, tmp_path, monkeypatch):
-    from comfy_nodes.pack_nodes import SHIPPED_PACKS, download_folder, register_model_folder
+    from comfy_nodes.pack_nodes import (
+        SHIPPED_PACKS,
+        comfy_model_folders,
+        download_folder,
+        register_model_folder,
+    )
 
     folder_paths = env.folder_paths
     configured = str(tmp_path / "my-packs")
@@ -298,6 +303,8 @@ def test_a_safesteer_path_from_extra_model_paths_yaml_keeps_first_place(env, tmp
     paths, extensions = folder_paths.folder_names_and_paths["safesteer"]
     assert paths == [configured, f"{folder_paths.models_dir}/safesteer", str(SHIPPED_PACKS)]
     assert extensions == {".safetensors"}
+    # The nodes search ComfyUI's registered folders (not the library's default-pack folders).
+    assert [str(p) for p in comfy_model_folders()] == paths
     assert str(download_folder()) == configured
 
 

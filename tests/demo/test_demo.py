@@ -11,7 +11,8 @@ import torch
 from safesteer_diffusers import DirectionPack, SafeSteer
 from safesteer_diffusers.build.model_loading import minilm_folder
 from safesteer_diffusers.cli.main import main
-from safesteer_diffusers.demo.run import OUTPUT_FILES, DemoConfig
+from safesteer_diffusers.demo.config import DemoConfig
+from safesteer_diffusers.demo.files import OUTPUT_FILES
 from safesteer_diffusers.packs.catalogue import default_pack_for, find_default_pack
 from safesteer_diffusers.testing import (
     DEMO_MODEL_ID,

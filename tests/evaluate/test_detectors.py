@@ -25,6 +25,7 @@ from safesteer_diffusers.evaluate.detectors import (
     load_q16_prompts,
     parse_detector_spec,
 )
+from tests.evaluate.support import tiny_clip
 
 
 def synthetic_image(size: int = 96) -> Image.Image:
@@ -164,13 +165,6 @@ class _Always:
 # ------------------------------------------------------------------------------------------------ Q16
 
 
-def _tiny_clip():
-    pytest.importorskip("torchmetrics")  # only for the shared helper module's import guard
-    from tests.evaluate.test_metrics import tiny_clip
-
-    return tiny_clip()
-
-
 def test_q16_prompt_files_load_safely(tmp_path):
     prompts = np.random.default_rng(0).standard_normal((2, 16)).astype(np.float32)
     (tmp_path / "prompts.p").write_bytes(pickle.dumps(prompts))
@@ -194,7 +188,7 @@ def test_q16_prompt_files_load_safely(tmp_path):
 
 
 def test_q16_scores_are_the_softmax_of_scaled_cosines(tmp_path):
-    model, processor = _tiny_clip()
+    model, processor = tiny_clip()
     images = [synthetic_image(32), synthetic_image(48).rotate(90)]
     with torch.no_grad():
         pixels = processor(images=images, return_tensors="pt")["pixel_values"]

@@ -29,12 +29,12 @@ from safesteer_diffusers.evaluate import (  # noqa: E402
     EvalSettings,
     FidScorer,
     NudeNetDetector,
-    ProcessGroup,
     run_evaluation,
 )
 from safesteer_diffusers.evaluate.images import frame_indices  # noqa: E402
 from safesteer_diffusers.testing import build  # noqa: E402
-from tests.evaluate.test_metrics import TinyFeatures, random_images, tiny_clip  # noqa: E402
+from safesteer_diffusers.utils.distributed import ProcessGroup  # noqa: E402
+from tests.evaluate.support import TinyFeatures, random_images, tiny_clip  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 I2P_ROWS = [

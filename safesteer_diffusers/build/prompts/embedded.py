@@ -3,8 +3,8 @@
 - ``anchors.txt``: benign prompts, one per line, that go through both the source language model and the
   target text encoder to fit alignment maps. They cover everyday captions, text-to-image style prompts
   (media, lighting, camera and artist-style tags) and benign text about sensitive topics (news, medicine,
-  history, art, law, first aid), because alignment quality depends on coverage (design notes, section 6).
-  Generated deterministically by ``_generate_anchors.py`` from hand-written parts.
+  history, art, law, first aid), because alignment quality depends on coverage (docs/method.md, section 2).
+  Generated deterministically by ``scripts/generate_anchors.py`` (repository only) from hand-written parts.
 - ``pairs.jsonl``: hand-written ``{"category", "unsafe", "safe"}`` pairs, at least 60 per I2P category,
   where the safe member changes only what makes the unsafe one unsafe. Only the source model ever sees
   them; the target side is fitted on anchors alone.
