@@ -23,8 +23,12 @@ _PUBLIC = {
     "I2P_CATEGORIES": "safesteer_diffusers.packs.format",
     "PACK_FILENAME": "safesteer_diffusers.packs.format",
     "DirectionPack": "safesteer_diffusers.packs.direction_pack",
+    "InvalidPackError": "safesteer_diffusers.packs.errors",
     "SteeringConfig": "safesteer_diffusers.steering.config",
     "SpaceLayout": "safesteer_diffusers.steering.layout",
+    "SteeringLocked": "safesteer_diffusers.steering.errors",
+    "SteeringNotApplied": "safesteer_diffusers.steering.errors",
+    "ConcurrentCallError": "safesteer_diffusers.pipelines.installation",
     "DirectionDecision": "safesteer_diffusers.steering.report",
     "PromptReport": "safesteer_diffusers.steering.report",
     "SteeringReport": "safesteer_diffusers.steering.report",
@@ -37,17 +41,21 @@ _PUBLIC = {
 }
 
 __all__ = [
+    "ConcurrentCallError",
     "DirectionDecision",
     "DirectionPack",
     "EncodeOutputs",
     "GLOBAL",
     "I2P_CATEGORIES",
+    "InvalidPackError",
     "PACK_FILENAME",
     "PromptReport",
     "SafeSteer",
     "SafetySteeringMixin",
     "SpaceLayout",
     "SteeringConfig",
+    "SteeringLocked",
+    "SteeringNotApplied",
     "SteeringReport",
     "TargetSpec",
     "__version__",
@@ -59,9 +67,11 @@ __all__ = [
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load on first use
     from .packs.direction_pack import DirectionPack
     from .packs.format import GLOBAL, I2P_CATEGORIES, PACK_FILENAME
+    from .pipelines.installation import ConcurrentCallError
     from .pipelines.registry import EncodeOutputs, TargetSpec, register_target, registered_targets
     from .pipelines.wrap import SafeSteer, SafetySteeringMixin
     from .steering.config import SteeringConfig
+    from .steering.errors import SteeringLocked, SteeringNotApplied
     from .steering.layout import SpaceLayout
     from .steering.report import DirectionDecision, PromptReport, SteeringReport
 

@@ -2,4 +2,11 @@
 
 Lowest layer of the package: imports nothing from ``steering/``, ``pipelines/``, ``build/``, ``evaluate/``,
 ``demo/`` or ``cli/``.
+
+Every pack validation failure (loading a file or building a pack in memory) raises
+:class:`InvalidPackError`, a ``ValueError``.
 """
+
+from .errors import InvalidPackError, InvalidPackTypeError, UnverifiedPackWarning
+
+__all__ = ["InvalidPackError", "InvalidPackTypeError", "UnverifiedPackWarning"]

@@ -7,7 +7,9 @@ from unsafe toward safe, so a positive strength makes outputs safer.
 
 Optional per (direction, space) gate thresholds and per-space centres (the benign anchor mean, used by the
 projection mode) travel in the same file. Metadata is one JSON string under the ``"safesteer"`` key of the
-safetensors header (safetensors metadata is ``dict[str, str]``). Loading never unpickles.
+safetensors header (safetensors metadata is ``dict[str, str]``), beside an integrity hash of the tensors and
+metadata (``safesteer_sha256``). Loading never unpickles, and validates everything docs/pack-format.md
+states; any failure is an :class:`~safesteer_diffusers.packs.errors.InvalidPackError`.
 
 File layout (format version 1)::
 
@@ -28,37 +30,35 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from safesteer_diffusers.version import __version__
 
-from .format import FORMAT_VERSION, GLOBAL, PACK_FILENAME, SUPPORTED_FORMAT_VERSIONS
+from .errors import InvalidPackError, UnverifiedPackWarning
+from .format import FORMAT_KEY, FORMAT_VERSION, GLOBAL, HASH_KEY, METADATA_KEY, PACK_FILENAME
 from .hub import push_pack, resolve_pack_file
+from .integrity import check_hash, content_hash
 from .model_card import model_card
-
-REQUIRED_METADATA = ("format_version", "library_version", "kind", "source", "target", "provenance")
-KNOWN_METADATA = frozenset(
-    REQUIRED_METADATA
-    + (
-        "alignment",
-        "calibration",
-        "categories",
-        "default_strengths",
-        "gate",
-        "description",
-        "build",
-        "derived",
-    )
+from .reader import in_stated_order, parse_metadata_text, read_pack_file, split_tensors
+from .validation import (
+    KNOWN_METADATA,
+    PACK_KINDS,
+    REQUIRED_METADATA,
+    check_centers,
+    check_directions,
+    check_metadata,
+    check_tensor_count,
+    check_thresholds,
 )
-PACK_KINDS = ("transferred", "native", "manual", "derived")
-_METADATA_KEY = "safesteer"
+
+__all__ = ["KNOWN_METADATA", "PACK_KINDS", "REQUIRED_METADATA", "DirectionPack", "InvalidPackError"]
 
 
 class DirectionPack:
     """Calibrated safety directions for one target generator.
 
-    Build one with :meth:`from_tensors` or load one with :meth:`from_pretrained`; both validate. Packs
+    Build one with :meth:`from_tensors` or load one with :meth:`from_pretrained`; both validate with the same
+    rules and raise :class:`~safesteer_diffusers.packs.errors.InvalidPackError`. Packs
     support vector algebra: ``pack_a + pack_b``, ``pack_a - pack_b``, ``2.0 * pack`` and ``-pack`` act on
     every vector (gate thresholds are kept only where they stay meaningful).
 
@@ -75,16 +75,17 @@ class DirectionPack:
         thresholds: Mapping[str, Mapping[str, float]] | None = None,
         centers: Mapping[str, torch.Tensor] | None = None,
     ):
-        self._vectors = {
-            name: {space: _as_vector(v, f"{name}.{space}") for space, v in per_space.items()}
-            for name, per_space in vectors.items()
-        }
-        if GLOBAL in self._vectors:  # "global" first, the order `names` documents and from_file restores
-            self._vectors = {GLOBAL: self._vectors.pop(GLOBAL), **self._vectors}
-        self._thresholds = {name: dict(per) for name, per in (thresholds or {}).items()}
-        self._centers = {space: _as_vector(c, f"center.{space}") for space, c in (centers or {}).items()}
-        self._metadata = _normalise_metadata(metadata, self.categories)
-        self._validate()
+        # Every rule lives in packs/validation.py and raises InvalidPackError; a pack that constructs saves to
+        # a file that loads back equal.
+        self._vectors = check_directions(vectors)
+        self._thresholds = check_thresholds(thresholds, self.names, self.spaces)
+        self._centers = check_centers(centers, self.spaces)
+        check_tensor_count(
+            sum(map(len, self._vectors.values()))
+            + sum(map(len, self._thresholds.values()))
+            + len(self._centers)
+        )
+        self._metadata = check_metadata(metadata, names=self.names, spaces=self.spaces, stacklevel=3)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -109,6 +110,10 @@ class DirectionPack:
 
         Returns:
             A validated :class:`DirectionPack`.
+
+        Raises:
+            InvalidPackError: when a vector, threshold, centre or metadata entry breaks the format (same
+                rules as loading a file; ``InvalidPackTypeError``, also a ``TypeError``, for wrong types).
 
         Example:
             >>> DirectionPack.from_tensors(
@@ -200,8 +205,14 @@ class DirectionPack:
     def __mul__(self, scale: float) -> DirectionPack:
         if isinstance(scale, bool) or not isinstance(scale, int | float):
             return NotImplemented
-        if not math.isfinite(scale):
-            raise ValueError(f"A pack can only be scaled by a finite number, got {scale}.")
+        try:
+            finite = math.isfinite(scale)
+        except OverflowError:  # an int beyond the float range
+            finite = False
+        if not finite:
+            raise InvalidPackError(
+                f"A pack can only be scaled by a finite number, got {scale}.", field="scale"
+            )
         vectors = {name: {s: v * scale for s, v in per.items()} for name, per in self._vectors.items()}
         # A positive scale keeps every unit direction, so the gate scores and thresholds still hold.
         thresholds = self._thresholds if scale > 0 else None
@@ -243,7 +254,11 @@ class DirectionPack:
 
     # ------------------------------------------------------------------ files
     def to_state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-        """The tensors and the string metadata exactly as written to the safetensors file."""
+        """The tensors and the string metadata exactly as written to the safetensors file.
+
+        The header holds ``format: pt``, the metadata JSON under ``safesteer`` and the integrity hash under
+        ``safesteer_sha256`` (docs/pack-format.md).
+        """
         tensors: dict[str, torch.Tensor] = {}
         for name, per_space in self._vectors.items():
             prefix = GLOBAL if name == GLOBAL else f"category.{name}"
@@ -254,7 +269,8 @@ class DirectionPack:
                 tensors[f"gate.{name}.{space}"] = torch.tensor(float(value), dtype=torch.float32)
         for space, center in self._centers.items():
             tensors[f"center.{space}"] = center.contiguous()
-        header = {"format": "pt", _METADATA_KEY: json.dumps(self._metadata, sort_keys=True)}
+        header = {FORMAT_KEY: "pt", METADATA_KEY: json.dumps(self._metadata, sort_keys=True, allow_nan=False)}
+        header[HASH_KEY] = content_hash(tensors, header)  # covers the tensors and the other header entries
         return tensors, header
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
@@ -271,7 +287,9 @@ class DirectionPack:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / PACK_FILENAME
         self.save_file(path)
-        card = model_card(self.metadata, spaces=self.spaces, categories=self.categories, has_gate=self.has_gate)
+        card = model_card(
+            self.metadata, spaces=self.spaces, categories=self.categories, has_gate=self.has_gate
+        )
         (folder / "README.md").write_text(card, encoding="utf-8")
         return path
 
@@ -283,36 +301,40 @@ class DirectionPack:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> DirectionPack:
-        """Load and validate a pack file (safetensors; never unpickles)."""
+        """Load and validate a pack file (safetensors; never unpickles).
+
+        Everything docs/pack-format.md states is checked: the header (bounded, only the known entries), the
+        integrity hash, float32 tensors of the documented names and shapes, finite values within
+        ``|value| <= 1e6``, the metadata JSON (bounded in size and depth before parsing, finite numbers, the
+        type of every known key, dimensions and categories that agree with the tensors).
+
+        Raises:
+            InvalidPackError: for any problem; the message names the file, the field and the fix.
+
+        Warns:
+            UnverifiedPackWarning: when the file has no integrity hash (written by an earlier version); it
+                loads, and re-saving it adds the hash.
+        """
         path = Path(path)
         try:
-            with safe_open(str(path), framework="pt") as handle:
-                header = handle.metadata() or {}
-                tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (not a dict)
-        except Exception as error:  # safetensors raises its own error types for corrupt headers
-            raise ValueError(
-                f"Could not read {path} as a safetensors pack file ({type(error).__name__}: {error}). The file "
-                "is corrupt or not a SafeSteer pack: download or build it again."
-            ) from error
-        if _METADATA_KEY not in header:
-            raise ValueError(
-                f"{path} is a safetensors file but not a SafeSteer pack: its header has no "
-                f"{_METADATA_KEY!r} metadata entry. Build packs with safesteer_diffusers (DirectionPack)."
+            header, tensors = read_pack_file(path)
+            # The hash first: a corrupted file is reported as corrupted, whatever the damage looks like.
+            verified = check_hash(tensors, header)
+            metadata = parse_metadata_text(header[METADATA_KEY])
+            vectors, thresholds, centers = split_tensors(tensors)
+            vectors = in_stated_order(vectors, metadata.get("categories"))
+            pack = cls(vectors, metadata, thresholds=thresholds, centers=centers)
+        except InvalidPackError as error:
+            raise error.in_file(path) from error
+        if not verified:
+            warnings.warn(
+                f"{path} was written by an older version of safesteer-diffusers and has no integrity hash, "
+                "so corruption cannot be detected; re-save it to add one: "
+                "DirectionPack.from_file(path).save_file(path).",
+                UnverifiedPackWarning,
+                stacklevel=2,
             )
-        try:
-            metadata = json.loads(header[_METADATA_KEY])
-        except json.JSONDecodeError as error:
-            raise ValueError(
-                f"{path}: the pack metadata is not valid JSON ({error}); the file is corrupt."
-            ) from error
-        vectors, thresholds, centers = _parse_tensors(tensors, path)
-        vectors = _in_stated_order(
-            vectors, metadata.get("categories") if isinstance(metadata, dict) else None
-        )
-        try:
-            return cls(vectors, metadata, thresholds=thresholds, centers=centers)
-        except ValueError as error:
-            raise ValueError(f"{path}: {error}") from error
+        return pack
 
     @classmethod
     def from_pretrained(
@@ -337,17 +359,24 @@ class DirectionPack:
             cache_dir, token, local_files_only, endpoint: passed to ``huggingface_hub.hf_hub_download``
                 (``endpoint``: a Hub mirror or private Hub URL; default ``HF_ENDPOINT``).
 
+        Raises:
+            InvalidPackError: when no pack is found at ``pretrained`` or the file is not a valid pack (see
+                :meth:`from_file`). Network errors other than "not found" keep their ``huggingface_hub`` types.
+
         Example:
             >>> pack = DirectionPack.from_pretrained("org/safesteer-flux1-schnell", revision="v1")
         """
-        path = resolve_pack_file(
-            pretrained,
-            revision=revision,
-            cache_dir=cache_dir,
-            token=token,
-            local_files_only=local_files_only,
-            endpoint=endpoint,
-        )
+        try:
+            path = resolve_pack_file(
+                pretrained,
+                revision=revision,
+                cache_dir=cache_dir,
+                token=token,
+                local_files_only=local_files_only,
+                endpoint=endpoint,
+            )
+        except ValueError as error:  # one exception type for every load failure
+            raise InvalidPackError(str(error), field="pretrained") from error
         return cls.from_file(path)
 
     def push_to_hub(
@@ -383,159 +412,7 @@ class DirectionPack:
                 "use pack.categories to list them."
             )
 
-    def _validate(self) -> None:
-        if not self._vectors:
-            raise ValueError(
-                "A pack needs at least one direction (e.g. {'global': {'text_encoder': tensor}})."
-            )
-        spaces: dict[str, int] | None = None
-        for name, per_space in self._vectors.items():
-            if not isinstance(name, str) or not name or "." in name:
-                raise ValueError(f"Direction names must be non-empty strings without '.', got {name!r}.")
-            if not per_space:
-                raise ValueError(f"Direction {name!r} has no spaces; give at least one {{space: vector}}.")
-            dims = {space: int(v.shape[0]) for space, v in per_space.items()}
-            for space in dims:
-                if not isinstance(space, str) or not space.isidentifier():
-                    raise ValueError(
-                        f"Space names are pipeline component names such as 'text_encoder_2', got {space!r}."
-                    )
-            if spaces is None:
-                spaces = dims
-            elif dims != spaces:
-                raise ValueError(
-                    f"Every direction must cover the same spaces with the same dimensions:\n"
-                    f"  {self.names[0]!r}: {spaces}\n  {name!r}: {dims}"
-                )
-        for name, per_space in self._thresholds.items():
-            if name not in self._vectors:
-                raise ValueError(
-                    f"Gate threshold given for unknown direction {name!r}; directions: {self.names}."
-                )
-            for space, value in per_space.items():
-                if space not in spaces:
-                    raise ValueError(
-                        f"Gate threshold for {name!r} names unknown space {space!r}; spaces: {spaces}."
-                    )
-                if isinstance(value, torch.Tensor):
-                    value = float(value)
-                if not isinstance(value, int | float) or not math.isfinite(value):
-                    raise ValueError(f"Gate threshold {name}.{space} must be a finite number, got {value!r}.")
-                # The file stores thresholds as float32: round now so a saved pack reloads exactly equal.
-                stored = float(torch.tensor(float(value), dtype=torch.float32))
-                if not math.isfinite(stored):
-                    raise ValueError(
-                        f"Gate threshold {name}.{space} = {value!r} is outside the float32 range."
-                    )
-                per_space[space] = stored
-        for space, center in self._centers.items():
-            if space not in spaces:
-                raise ValueError(f"Centre given for unknown space {space!r}; spaces: {spaces}.")
-            if center.shape[0] != spaces[space]:
-                raise ValueError(
-                    f"Centre of space {space!r} has dimension {center.shape[0]}, the directions have "
-                    f"{spaces[space]}."
-                )
-
 
 # ---------------------------------------------------------------------- helpers
-def _as_vector(value: object, label: str) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{label}: expected a torch.Tensor, got {type(value).__name__}.")
-    if value.dim() != 1:
-        raise ValueError(
-            f"{label}: expected a 1-D vector, got shape {tuple(value.shape)}. Pass one vector per space."
-        )
-    if not (value.is_floating_point()):
-        raise TypeError(f"{label}: expected a floating-point tensor, got {value.dtype}.")
-    vector = value.detach().to(device="cpu", dtype=torch.float32).clone()
-    if not torch.isfinite(vector).all():
-        bad = int((~torch.isfinite(vector)).sum())
-        raise ValueError(f"{label}: {bad} of {vector.numel()} values are NaN or infinite; rebuild the pack.")
-    return vector
-
-
-def _normalise_metadata(metadata: Mapping, categories: list[str]) -> dict:
-    if not isinstance(metadata, Mapping):
-        raise TypeError(f"Pack metadata must be a mapping, got {type(metadata).__name__}.")
-    metadata = copy.deepcopy(dict(metadata))
-    missing = [key for key in REQUIRED_METADATA if key not in metadata]
-    if missing:
-        raise ValueError(
-            f"Pack metadata is missing required keys {missing}. Required: {list(REQUIRED_METADATA)}. "
-            "Build packs with DirectionPack.from_tensors, which fills the defaults."
-        )
-    version = metadata["format_version"]
-    if version not in SUPPORTED_FORMAT_VERSIONS:
-        raise ValueError(
-            f"Pack format version {version!r} is not supported by safesteer-diffusers {__version__} (supports "
-            f"{sorted(SUPPORTED_FORMAT_VERSIONS)}). Upgrade safesteer-diffusers or rebuild the pack."
-        )
-    if metadata["kind"] not in PACK_KINDS:
-        raise ValueError(f"Pack kind must be one of {PACK_KINDS}, got {metadata['kind']!r}.")
-    for key in ("source", "target", "provenance"):
-        if not isinstance(metadata[key], Mapping):
-            raise ValueError(
-                f"Pack metadata {key!r} must be a JSON object, got {type(metadata[key]).__name__}."
-            )
-    unknown = sorted(set(metadata) - KNOWN_METADATA)
-    if unknown:
-        warnings.warn(
-            f"Pack metadata has keys this version does not know: {unknown} (written by a newer library?). "
-            "They are kept but ignored.",
-            UserWarning,
-            stacklevel=3,
-        )
-    stated = metadata.get("categories")
-    if stated is not None and list(stated) != categories:
-        raise ValueError(f"Pack metadata lists categories {stated} but the tensors hold {categories}.")
-    metadata["categories"] = categories
-    try:
-        json.dumps(metadata, sort_keys=True)
-    except TypeError as error:
-        raise TypeError(f"Pack metadata must be JSON-serialisable: {error}") from error
-    return metadata
-
-
-def _parse_tensors(tensors: dict[str, torch.Tensor], path: Path):
-    vectors: dict[str, dict[str, torch.Tensor]] = {}
-    thresholds: dict[str, dict[str, float]] = {}
-    centers: dict[str, torch.Tensor] = {}
-    global_vectors: dict[str, torch.Tensor] = {}
-    for key, tensor in tensors.items():
-        kind, _, rest = key.partition(".")
-        if kind == GLOBAL and rest:
-            global_vectors[rest] = tensor
-        elif kind == "category" and "." in rest:
-            name, space = rest.rsplit(".", 1)
-            vectors.setdefault(name, {})[space] = tensor
-        elif kind == "gate" and "." in rest:
-            name, space = rest.rsplit(".", 1)
-            if tensor.numel() != 1:
-                raise ValueError(
-                    f"{path}: gate tensor {key!r} must hold one number, has shape {tuple(tensor.shape)}."
-                )
-            thresholds.setdefault(name, {})[space] = float(tensor.reshape(()))
-        elif kind == "center" and rest:
-            centers[rest] = tensor
-        else:
-            raise ValueError(
-                f"{path}: unexpected tensor {key!r}; pack files hold 'global.<space>', 'category.<name>.<space>', "
-                "'gate.<direction>.<space>' and 'center.<space>'."
-            )
-    if global_vectors:
-        vectors = {GLOBAL: global_vectors, **vectors}
-    return vectors, thresholds, centers
-
-
-def _in_stated_order(vectors: dict[str, dict], stated: object) -> dict[str, dict]:
-    # safetensors returns keys sorted; the metadata remembers the order the author gave the categories.
-    if not isinstance(stated, list) or set(stated) != set(vectors) - {GLOBAL}:
-        return vectors
-    ordered = {GLOBAL: vectors[GLOBAL]} if GLOBAL in vectors else {}
-    ordered.update({name: vectors[name] for name in stated})
-    return ordered
-
-
 def _same_tensors(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -1,24 +1,39 @@
-"""Installing steering on a pipeline and taking it off again.
+"""Steering installed on one pipeline: its configuration, each call's state, and safe changes to both.
 
 Two injection points:
 
-- **conditioning** (every family): the pipeline's ``encode_prompt`` output is steered once per generation,
-  positive rows only. Because ``encode_prompt`` hands back the positive embeddings separately from the
-  negative ones (or is called separately for the negative prompt), the negative prompt is never touched,
-  whatever the pipeline's CFG batch layout; and there is no per-step cost.
-- **cross_attention** (UNet families): the offsets are computed at encode time but added inside chosen
-  cross-attention (attn2) layers, during a chosen part of the schedule. A forward pre-hook on the UNet
-  arranges the offsets to the UNet's batch (negatives first under CFG; AnimateDiff repeats rows per frame),
-  and a wrapper around each original processor adds them. The originals are kept (``base_processor``) and
-  put back, the same objects, on uninstall.
+- **conditioning** (every family): the pipeline's ``encode_prompt`` output is steered once per call, positive
+  rows only. Because ``encode_prompt`` hands back the positive embeddings separately from the negative ones
+  (or is called separately for the negative prompt), the negative prompt is never touched, whatever the
+  pipeline's CFG batch layout; and there is no per-step cost.
+- **cross_attention** (UNet families): the offsets are computed at encode time and added inside chosen
+  cross-attention layers (:mod:`.attention`), during a chosen part of the schedule. A forward pre-hook on the
+  UNet arranges them to the UNet's batch (negatives first under CFG; AnimateDiff repeats rows per frame).
+
+Fail-closed rules (docs/api.md, "Guarantees"):
+
+- Each call snapshots the configuration when it starts and keeps its state in a context variable, so
+  changes made meanwhile, and calls on other pipelines sharing the same modules, cannot affect it.
+- Changing the configuration is one transaction: validate and build the new state, then swap; on any error the
+  previous configuration stays in force. ``safety_steering`` contexts are local to the thread (or task) that
+  enters them and are removed by identity on exit, so they restore correctly in any exit order.
+- A call that was to be steered and was not (no prompt encoding intercepted, offsets that vanished, attention
+  layers that never received them) raises :class:`~safesteer_diffusers.steering.errors.SteeringNotApplied`
+  instead of returning its output.
+- One pipeline runs one call at a time: diffusers keeps per-call state on the pipeline (scheduler timesteps,
+  guidance scale), so a second concurrent call raises instead of producing a mixed result.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
+import copy
+import hmac
+import threading
 import warnings
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,103 +41,277 @@ import torch
 
 from safesteer_diffusers.packs.direction_pack import DirectionPack
 from safesteer_diffusers.steering.config import SteeringConfig
-from safesteer_diffusers.steering.layout import SpaceLayout
-from safesteer_diffusers.steering.plan import SteeringPlan, SteeringResult
-from safesteer_diffusers.steering.report import SteeringReport
+from safesteer_diffusers.steering.errors import SteeringLocked, SteeringNotApplied
+from safesteer_diffusers.steering.plan import SteeringResult
+from safesteer_diffusers.steering.report import PromptReport, SteeringReport
 
+from .attention import AttentionPatch
 from .registry import TargetSpec
+from .validation import PreparedSteering, prepare_steering
+
+# Settings a `safety_steering` context may not change: they swap attention processors that every call of
+# the pipeline goes through, which a context local to one thread must not do.
+_PIPELINE_WIDE = ("layers",)
+
+
+class ConcurrentCallError(RuntimeError):
+    """A wrapped pipeline was called while another call on it was still running (see the module docstring)."""
 
 
 @dataclass
-class _Generation:
-    """State of one pipeline call: which encode call we are in, offsets waiting for the denoiser."""
+class Generation:
+    """State of one pipeline call: its configuration snapshot, encode calls, offsets waiting for the denoiser."""
 
+    prepared: PreparedSteering
     prompts: list[str] | None
     report: SteeringReport
     encode_calls: int = 0
+    positive_encodes: int = 0
     pending: SteeringResult | None = None
     active: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
+    applied_layers: set[str] = field(default_factory=set)
     warned_timestep: bool = False
-    rows_seen: int = field(default=0)
+    rows_seen: int = 0
 
 
 class SteeringInstallation:
-    """Everything SafeSteer added to one pipeline, and how to undo it.
+    """Everything SafeSteer added to one pipeline, and how to change or undo it.
 
     Created by :meth:`SafeSteer.wrap`; reachable as ``pipe._safesteer``.
     """
 
-    def __init__(self, pipe: Any, spec: TargetSpec, pack: DirectionPack, layouts: list[SpaceLayout], config):
+    def __init__(self, pipe: Any, spec: TargetSpec, prepared: PreparedSteering, *, lock_token: str | None = None):
         self.pipe = pipe
         self.spec = spec
-        self.pack = pack
-        self.layouts = layouts
-        self.config: SteeringConfig = config
-        self.plan = SteeringPlan(pack, layouts, config)
-        self.last_report: SteeringReport | None = None
-        self._generation: _Generation | None = None
-        self._replaced: list[tuple[torch.nn.Module, Any]] = []
-        self._hooks: list[torch.utils.hooks.RemovableHandle] = []
+        self._prepared = prepared
+        self._lock = threading.RLock()
+        self._lock_token = lock_token
+        self._attention: AttentionPatch | None = None
+        self._hook: torch.utils.hooks.RemovableHandle | None = None
+        self._call: ContextVar[Generation | None] = ContextVar(f"safesteer_call_{id(self)}", default=None)
+        self._overrides: ContextVar[tuple] = ContextVar(f"safesteer_overrides_{id(self)}", default=())
+        self._context_report: ContextVar[SteeringReport | None] = ContextVar(
+            f"safesteer_report_{id(self)}", default=None
+        )
+        self._last_report: SteeringReport | None = None
+        self._running = 0
+        self._override_plans: dict[tuple, tuple[PreparedSteering, PreparedSteering]] = {}
+        # Locked mode steers encode_prompt outside calls too; rows steered there are not steered again when
+        # they come back as prompt_embeds (bounded: only the latest ones are remembered).
+        self._steered_outside: deque[tuple[torch.Tensor, PromptReport]] = deque(maxlen=64)
+
+    # ------------------------------------------------------------------ read access
+    @property
+    def config(self) -> SteeringConfig:
+        """The configuration a call started now, in this thread or task, would use."""
+        return self._effective().config
+
+    @property
+    def pack(self) -> DirectionPack:
+        return self._prepared.pack
+
+    @property
+    def layouts(self):
+        return self._prepared.layouts
+
+    @property
+    def locked(self) -> bool:
+        return self._lock_token is not None
+
+    @property
+    def last_report(self) -> SteeringReport | None:
+        """The report of the last call made in this thread or task (of any thread if none was made here)."""
+        return self._context_report.get() or self._last_report
 
     # ------------------------------------------------------------------ install / uninstall
     def install(self) -> None:
-        """Install the cross-attention wrappers if the config asks for them (conditioning needs nothing)."""
-        if self.config.injection != "cross_attention":
+        """Install the cross-attention wrappers if the configuration asks for them (conditioning needs nothing)."""
+        self._install_attention(self._prepared.config)
+
+    def uninstall(self, unlock: str | None = None) -> None:
+        """Put back every original processor and remove every hook (idempotent)."""
+        self.check_unlocked(unlock, "be unwrapped")
+        self._remove_attention()
+
+    def _install_attention(self, config: SteeringConfig) -> None:
+        if config.layers is None:
             return
         denoiser = getattr(self.pipe, self.spec.denoiser)
-        modules = cross_attention_modules(denoiser)
-        selected = _select_layers(modules, self.config.layers)
+        patch = AttentionPatch(denoiser, config.layers, self.active_offsets, self)
         try:
-            for name, module in selected.items():
-                original = module.processor
-                module.set_processor(CrossAttentionSteering(original, self, name))
-                self._replaced.append((module, original))
-            self._hooks.append(denoiser.register_forward_pre_hook(self._before_denoiser, with_kwargs=True))
+            patch.install()
+            self._hook = denoiser.register_forward_pre_hook(self._before_denoiser, with_kwargs=True)
         except BaseException:
-            self.uninstall()  # roll back the layers already patched
+            patch.uninstall()
+            raise
+        self._attention = patch
+
+    def _remove_attention(self) -> None:
+        if self._attention is not None:
+            self._attention.uninstall()
+            self._attention = None
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+
+    # ------------------------------------------------------------------ changes
+    def check_unlocked(self, unlock: str | None, action: str) -> None:
+        """Raise :class:`SteeringLocked` unless the pipeline is unlocked or ``unlock`` is its token."""
+        if self._lock_token is None:
+            return
+        if not isinstance(unlock, str) or not hmac.compare_digest(unlock, self._lock_token):
+            raise SteeringLocked(
+                f"This pipeline was wrapped with locked=True, so its steering cannot {action} without the unlock "
+                "token that SafeSteer.wrap returned. Pass unlock=<token>."
+            )
+
+    def reconfigure(
+        self, changes: Mapping[str, Any], *, pack: DirectionPack | None = None, unlock: str | None = None
+    ) -> SteeringConfig:
+        """Change the configuration for calls that start later, as one transaction.
+
+        Everything is validated and the new state built before anything changes; on any error the previous
+        configuration (and attention processors) stay in force.
+        """
+        self.check_unlocked(unlock, "be changed")
+        with self._lock:
+            base = self._prepared
+            config = base.config.replace(**changes)
+            prepared = prepare_steering(self.pipe, self.spec, pack or base.pack, config)
+            if config.layers != base.config.layers:
+                if self._running:
+                    raise RuntimeError(
+                        "Cannot change layers while a call on this pipeline is running: the attention processors "
+                        "it goes through would change under it. Change it between calls."
+                    )
+                self._swap_attention(base.config, config)
+            self._prepared = prepared
+            self._override_plans.clear()
+            return config
+
+    def _swap_attention(self, old: SteeringConfig, new: SteeringConfig) -> None:
+        self._remove_attention()
+        try:
+            self._install_attention(new)
+        except BaseException:
+            self._remove_attention()
+            self._install_attention(old)  # the previous layers, wrapped again
             raise
 
-    def uninstall(self) -> None:
-        """Put back every original processor object and remove every hook (idempotent)."""
-        while self._replaced:
-            module, original = self._replaced.pop()
-            module.set_processor(original)
-        while self._hooks:
-            self._hooks.pop().remove()
-        self._generation = None
+    @contextlib.contextmanager
+    def overridden(self, changes: Mapping[str, Any], unlock: str | None = None) -> Iterator[SteeringConfig]:
+        """Use ``changes`` for calls made in this thread or task until the block ends."""
+        self.check_unlocked(unlock, "be changed, even temporarily")
+        refused = sorted(set(changes) & set(_PIPELINE_WIDE))
+        if refused:
+            raise ValueError(
+                f"safety_steering() cannot change {refused}: that swaps the attention processors every call of "
+                "this pipeline goes through. Use pipe.configure_safety(layers=...) between calls."
+            )
+        entry = (object(), dict(changes))
+        entries = (*self._overrides.get(), entry)
+        config = self._effective(entries).config  # validated now, not at the first call
+        self._overrides.set(entries)
+        try:
+            yield config
+        finally:
+            # Remove this context's entry by identity: correct whatever order contexts exit in.
+            self._overrides.set(tuple(e for e in self._overrides.get() if e[0] is not entry[0]))
 
-    def reconfigure(self, config: SteeringConfig) -> None:
-        """Switch to another config; validation happens before anything changes."""
-        plan = SteeringPlan(self.pack, self.layouts, config)
-        reinstall = (config.layers, config.injection) != (self.config.layers, self.config.injection)
-        if reinstall:
-            self.uninstall()
-        self.config, self.plan = config, plan
-        if reinstall:
-            self.install()
+    def _effective(self, entries: tuple | None = None) -> PreparedSteering:
+        base = self._prepared
+        entries = self._overrides.get() if entries is None else entries
+        if not entries:
+            return base
+        merged: dict[str, Any] = {}
+        for _, changes in entries:
+            merged.update(changes)
+        key = tuple(sorted((name, repr(value)) for name, value in merged.items()))
+        cached = self._override_plans.get(key)
+        if cached is not None and cached[0] is base:
+            return cached[1]
+        prepared = prepare_steering(self.pipe, self.spec, base.pack, base.config.replace(**merged))
+        if len(self._override_plans) > 64:
+            self._override_plans.clear()
+        self._override_plans[key] = (base, prepared)
+        return prepared
 
-    # ------------------------------------------------------------------ one generation
+    # ------------------------------------------------------------------ one call
     @contextlib.contextmanager
     def generation(self, args: tuple, kwargs: dict) -> Iterator[None]:
-        """Scope of one pipeline call; the state is cleared even when the call raises."""
+        """Scope of one pipeline call: snapshot the configuration, steer, then check that it was applied."""
+        if self._call.get() is not None:  # the pipeline calling itself: part of the same call
+            yield
+            return
+        prepared = self._effective()
+        with self._lock:
+            if self._running:
+                raise ConcurrentCallError(
+                    "This pipeline is already running a call in another thread. diffusers keeps per-call state on "
+                    "the pipeline (scheduler timesteps, guidance scale), so concurrent calls on one pipeline mix "
+                    "their results. Use one pipeline per thread (e.g. DiffusionPipeline.from_pipe(pipe, "
+                    "scheduler=copy.deepcopy(pipe.scheduler))) and wrap each, or serialise calls with a lock."
+                )
+            self._running += 1
+            if self._attention is not None and prepared.config.enabled:
+                replaced = self._attention.ensure_installed()
+                if replaced:
+                    warnings.warn(
+                        f"SafeSteer re-installed steering on {len(replaced)} cross-attention layer(s) whose "
+                        f"processors were replaced (e.g. {replaced[0]}).",
+                        stacklevel=4,
+                    )
+        config = prepared.config
         report = SteeringReport(
             family=self.spec.family,
-            mode=self.config.mode,
-            injection=self.config.injection,
-            gate=self.config.gate,
-            enabled=self.config.enabled,
+            mode=config.mode,
+            injection=config.injection,
+            gate=config.gate,
+            enabled=config.enabled,
         )
-        self._generation = _Generation(prompts=_prompt_texts(args, kwargs), report=report)
+        generation = Generation(prepared=prepared, prompts=_prompt_texts(args, kwargs), report=report)
+        token = self._call.set(generation)
         try:
             yield
+            self._check_applied(generation)
         finally:
-            self.last_report = report
-            self._generation = None
+            self._call.reset(token)
+            with self._lock:
+                self._running -= 1
+            self._last_report = report
+            self._context_report.set(report)
 
+    def _check_applied(self, generation: Generation) -> None:
+        prepared = generation.prepared
+        if not prepared.config.enabled or prepared.plan.is_noop:
+            return
+        if generation.positive_encodes == 0:
+            raise SteeringNotApplied(
+                f"This {type(self.pipe).__name__} call never encoded its prompt through encode_prompt, so SafeSteer "
+                "could not steer it; the result was withheld. Call the pipeline normally (pipe(prompt=...) or "
+                "pipe(prompt_embeds=...)), or register the family with register_target."
+            )
+        pending = generation.pending
+        if self._attention is None or pending is None or pending.delta is None:
+            return
+        missing = sorted(set(self._attention.modules) - generation.applied_layers)
+        if missing:
+            raise SteeringNotApplied(
+                f"Cross-attention steering reached {len(generation.applied_layers)} of "
+                f"{len(self._attention.modules)} selected layers in this call (never: {missing[:4]}"
+                f"{' ...' if len(missing) > 4 else ''}): step_range covered none of its steps, the processors were "
+                "replaced during the call, or the denoiser's batch did not match. The result was withheld."
+            )
+
+    # ------------------------------------------------------------------ encode_prompt interception
     def on_encode_prompt(self, output: Any) -> Any:
-        """Steer what the pipeline's ``encode_prompt`` returned (only inside a generation)."""
-        generation = self._generation
-        if generation is None or not self.config.enabled:
+        """Steer what the pipeline's ``encode_prompt`` returned."""
+        generation = self._call.get()
+        if generation is None:
+            # Outside a call: unlocked pipelines return the states as encoded (a call steers them when they come
+            # back as prompt_embeds); locked ones steer them now, so no route reaches the denoiser unsteered.
+            return self._steer_outside_call(output) if self.locked else output
+        if not generation.prepared.config.enabled:
             return output
         generation.encode_calls += 1
         encode = self.spec.encode
@@ -130,70 +319,114 @@ class SteeringInstallation:
         first_call = generation.encode_calls == 1
         if not encode.separate_negative_call or first_call:
             items[encode.positive] = self._steer_positive(
-                items[encode.positive], _item(items, encode.positive_mask)
+                generation, items[encode.positive], _item(items, encode.positive_mask)
             )
             if encode.negative is not None and not encode.separate_negative_call:
                 items[encode.negative] = self._steer_negative(
-                    items[encode.negative], _item(items, encode.negative_mask)
+                    generation, items[encode.negative], _item(items, encode.negative_mask)
                 )
         else:
             items[encode.positive] = self._steer_negative(
-                items[encode.positive], _item(items, encode.positive_mask)
+                generation, items[encode.positive], _item(items, encode.positive_mask)
             )
         return tuple(items) if isinstance(output, tuple) else items[0]
 
+    def _steer_outside_call(self, output: Any) -> Any:
+        prepared = self._effective()
+        if not prepared.config.enabled or prepared.config.injection != "conditioning":
+            return output  # cross-attention offsets are added during a call, where prompt_embeds are steered
+        report = SteeringReport(self.spec.family, prepared.config.mode, "conditioning", prepared.config.gate, True)
+        generation = Generation(prepared=prepared, prompts=None, report=report)
+        items = list(output) if isinstance(output, tuple) else [output]
+        positive = items[self.spec.encode.positive]
+        steered = self._steer_positive(generation, positive, _item(items, self.spec.encode.positive_mask))
+        if isinstance(steered, torch.Tensor):
+            for row, prompt_report in zip(steered, report.prompts, strict=False):
+                self._steered_outside.append((row.detach(), prompt_report))
+        items[self.spec.encode.positive] = steered
+        return tuple(items) if isinstance(output, tuple) else items[0]
+
+    def _already_steered(self, embeds: torch.Tensor) -> list[PromptReport] | None:
+        if not self._steered_outside or not isinstance(embeds, torch.Tensor):
+            return None
+        reports = []
+        for row in embeds:
+            match = next(
+                (
+                    report
+                    for seen, report in self._steered_outside
+                    if seen.shape == row.shape and seen.dtype == row.dtype and torch.equal(seen.to(row.device), row)
+                ),
+                None,
+            )
+            if match is None:
+                return None
+            reports.append(copy.deepcopy(match))
+        return reports
+
     # ------------------------------------------------------------------ steering helpers
-    def _mask(self, mask: Any) -> torch.Tensor | None:
-        if self.config.tokens == "all" or not isinstance(mask, torch.Tensor):
+    def _mask(self, config: SteeringConfig, mask: Any) -> torch.Tensor | None:
+        if config.tokens == "all" or not isinstance(mask, torch.Tensor):
             return None
         return mask.to(torch.bool)
 
-    def _labels(self, rows: int) -> list[str | None]:
-        prompts = self._generation.prompts
+    @staticmethod
+    def _labels(generation: Generation, rows: int) -> list[str | None]:
+        prompts = generation.prompts
         if not prompts or rows % len(prompts):
             return [None] * rows
         per_prompt = rows // len(prompts)
         return [prompts[row // per_prompt] for row in range(rows)]
 
-    def _steer_positive(self, embeds: Any, mask: Any) -> Any:
+    def _steer_positive(self, generation: Generation, embeds: Any, mask: Any) -> Any:
+        plan, layouts = generation.prepared.plan, list(generation.prepared.layouts)
+        generation.positive_encodes += 1
         if isinstance(embeds, list | tuple):  # ragged: one [L, D] tensor per prompt (Z-Image)
-            labels = self._labels(len(embeds))
+            labels = self._labels(generation, len(embeds))
             steered = []
             for row, tensor in enumerate(embeds):
-                result = self.plan.steer_positive(tensor.unsqueeze(0), None, [labels[row]])
-                self._record(result)
-                steered.append(
-                    result.apply(tensor.unsqueeze(0)).squeeze(0) if result.delta is not None else tensor
-                )
+                result = plan.steer_positive(tensor.unsqueeze(0), None, [labels[row]])
+                steered.append(result.apply_verified(tensor.unsqueeze(0), layouts).squeeze(0))
+                self._record(generation, result.prompts)
             return type(embeds)(steered)
         if not isinstance(embeds, torch.Tensor):
             return embeds
-        result = self.plan.steer_positive(embeds, self._mask(mask), self._labels(embeds.shape[0]))
-        self._record(result)
-        if self.config.injection == "cross_attention":
-            self._generation.pending = result
+        if self.locked:
+            previous = self._already_steered(embeds)
+            if previous is not None:  # prompt_embeds from a locked encode_prompt: steered once already
+                self._record(generation, previous)
+                return embeds
+        config = generation.prepared.config
+        result = plan.steer_positive(embeds, self._mask(config, mask), self._labels(generation, embeds.shape[0]))
+        if config.injection == "cross_attention":
+            result.record_planned(layouts)
+            generation.pending = result
+            self._record(generation, result.prompts)
             return embeds
-        return result.apply(embeds)
+        steered = result.apply_verified(embeds, layouts)
+        self._record(generation, result.prompts)
+        return steered
 
-    def _steer_negative(self, embeds: Any, mask: Any) -> Any:
-        if self.config.negative_strength == 0 or embeds is None:
+    def _steer_negative(self, generation: Generation, embeds: Any, mask: Any) -> Any:
+        config, plan = generation.prepared.config, generation.prepared.plan
+        if config.negative_strength == 0 or embeds is None:
             return embeds
-        self._generation.report.negative_steered = True
+        generation.report.negative_steered = True
         if isinstance(embeds, list | tuple):
-            steer = self.plan.steer_negative
+            steer = plan.steer_negative
             return type(embeds)(steer(t[None], None).apply(t[None]).squeeze(0) for t in embeds)
-        return self.plan.steer_negative(embeds, self._mask(mask)).apply(embeds)
+        return plan.steer_negative(embeds, self._mask(config, mask)).apply(embeds)
 
-    def _record(self, result: SteeringResult) -> None:
-        generation = self._generation
-        for prompt in result.prompts:
+    @staticmethod
+    def _record(generation: Generation, prompts: list[PromptReport]) -> None:
+        for prompt in prompts:
             prompt.row += generation.rows_seen
-        generation.rows_seen += len(result.prompts)
-        generation.report.prompts.extend(result.prompts)
+        generation.rows_seen += len(prompts)
+        generation.report.prompts.extend(prompts)
 
     # ------------------------------------------------------------------ cross-attention path
     def _before_denoiser(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-        generation = self._generation
+        generation = self._call.get()
         if generation is None:
             return
         generation.active = None
@@ -202,22 +435,29 @@ class SteeringInstallation:
             return
         hidden = kwargs.get("encoder_hidden_states", args[2] if len(args) > 2 else None)
         timestep = kwargs.get("timestep", args[1] if len(args) > 1 else None)
-        if hidden is None or not self._in_step_range(timestep, generation):
+        if hidden is None or not self._in_step_range(generation, timestep):
             return
         delta, positions = pending.delta, pending.positions
         rows, positives = hidden.shape[0], delta.shape[0]
-        if rows == 2 * positives:  # classifier-free guidance batch: [negative, positive]
-            delta = torch.cat([torch.zeros_like(delta), delta])
-            positions = torch.cat([torch.zeros_like(positions), positions])
-        elif rows != positives:
-            raise RuntimeError(
+        # Classifier-free guidance batches are [negative, positive]; video pipelines may then repeat every row once
+        # per frame before the denoiser (AnimateDiff: repeat_interleave), giving [n, n, ..., p, p, ...].
+        blocks = 2 if getattr(self.pipe, "do_classifier_free_guidance", rows == 2 * positives) else 1
+        if rows % (blocks * positives):
+            raise SteeringNotApplied(
                 f"SafeSteer cannot match the {rows} text rows the {self.spec.denoiser} received to the {positives} "
                 "positive prompt rows it encoded. Use conditioning steering (layers=None) for this call."
             )
+        if blocks == 2:
+            delta = torch.cat([torch.zeros_like(delta), delta])
+            positions = torch.cat([torch.zeros_like(positions), positions])
+        repeats = rows // (blocks * positives)
+        if repeats > 1:
+            delta, positions = delta.repeat_interleave(repeats, 0), positions.repeat_interleave(repeats, 0)
         generation.active = {1: (delta.to(hidden.dtype), positions)}
 
-    def _in_step_range(self, timestep: Any, generation: _Generation) -> bool:
-        if self.config.step_range is None:
+    def _in_step_range(self, generation: Generation, timestep: Any) -> bool:
+        step_range = generation.prepared.config.step_range
+        if step_range is None:
             return True
         timesteps = getattr(getattr(self.pipe, "scheduler", None), "timesteps", None)
         if timestep is None or timesteps is None or len(timesteps) == 0:
@@ -231,13 +471,13 @@ class SteeringInstallation:
                 )
                 generation.warned_timestep = True
             return True
-        start, end = self.config.step_range
+        start, end = step_range
         fraction = int(matches[0, 0]) / len(timesteps)
         return start <= fraction < end
 
-    def active_offsets(self, rows: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Offsets for a cross-attention call seeing ``rows`` text rows (repeated per frame if needed)."""
-        generation = self._generation
+    def active_offsets(self, rows: int, layer: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Offsets for layer ``layer`` seeing ``rows`` text rows in the current call (repeated per frame)."""
+        generation = self._call.get()
         if generation is None or not generation.active:
             return None
         delta, positions = generation.active[1]
@@ -249,70 +489,9 @@ class SteeringInstallation:
                 delta.repeat_interleave(repeats, dim=0),
                 positions.repeat_interleave(repeats, dim=0),
             )
+        generation.applied_layers.add(layer)
+        generation.report.attention_applications += 1
         return generation.active[repeats]
-
-
-class CrossAttentionSteering(torch.nn.Module):
-    """Wraps one cross-attention processor: adds the steering offset to its text input, then delegates.
-
-    The original processor is kept as ``base_processor`` (a submodule when it is one, so IP-Adapter
-    weights stay in the module tree for ``.to()`` and CPU offload). The wrapper presents the original's
-    call signature, so diffusers passes it the same ``cross_attention_kwargs`` as before.
-    """
-
-    def __init__(self, base_processor: Any, installation: SteeringInstallation, layer: str):
-        super().__init__()
-        self.base_processor = base_processor
-        self.layer = layer
-        object.__setattr__(self, "_installation", installation)
-        call = functools.update_wrapper(
-            lambda *a, **k: torch.nn.Module.__call__(self, *a, **k), base_processor.__call__
-        )
-        # diffusers' Attention.forward filters kwargs by inspect.signature(processor.__call__).
-        object.__setattr__(self, "__call__", call)
-
-    def forward(self, attn, hidden_states, encoder_hidden_states=None, *args, **kwargs):
-        if encoder_hidden_states is not None:
-            encoder_hidden_states = self._steer(encoder_hidden_states)
-        return self.base_processor(attn, hidden_states, encoder_hidden_states, *args, **kwargs)
-
-    def _steer(self, text: Any) -> Any:
-        if isinstance(text, tuple):  # IP-Adapter: (text states, image states); only the text is steered
-            return (self._steer(text[0]), *text[1:])
-        if not isinstance(text, torch.Tensor) or text.dim() != 3:
-            return text
-        offsets = self._installation.active_offsets(text.shape[0])
-        if offsets is None:
-            return text
-        delta, positions = offsets
-        return torch.where(positions.unsqueeze(-1), text + delta, text)
-
-
-def cross_attention_modules(denoiser: torch.nn.Module) -> dict[str, torch.nn.Module]:
-    """Attention modules of ``denoiser`` whose keys/values come from the text (diffusers ``attn2``)."""
-    return {
-        name: module
-        for name, module in denoiser.named_modules()
-        if hasattr(module, "set_processor") and getattr(module, "is_cross_attention", False)
-    }
-
-
-def _select_layers(
-    modules: dict[str, torch.nn.Module], layers: str | tuple[str, ...]
-) -> dict[str, torch.nn.Module]:
-    if not modules:
-        raise ValueError("This denoiser has no cross-attention layers to steer; use layers=None.")
-    if layers == "all":
-        return modules
-    selected = {name: m for name, m in modules.items() if any(pattern in name for pattern in layers)}
-    unmatched = [p for p in layers if not any(p in name for name in modules)]
-    if unmatched:
-        examples = "\n  ".join(list(modules)[:8])
-        raise ValueError(
-            f"Layer names {unmatched} match no cross-attention layer. Names look like:\n  {examples}\n"
-            "Pass substrings of these (e.g. 'up_blocks.1') or layers='all'."
-        )
-    return selected
 
 
 def _item(items: list, index: int | None) -> Any:

@@ -7,19 +7,19 @@ Wrapping changes the pipeline object's class to a subclass that mixes in :class:
 
 from __future__ import annotations
 
-import contextlib
 import os
-import warnings
-from collections.abc import Iterator, Mapping
+import secrets
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 from safesteer_diffusers.packs.direction_pack import DirectionPack
-from safesteer_diffusers.steering.config import SteeringConfig
-from safesteer_diffusers.steering.layout import SpaceLayout
+from safesteer_diffusers.steering.config import MAX_STRENGTH, SteeringConfig
 from safesteer_diffusers.steering.report import SteeringReport
 
 from .installation import SteeringInstallation
-from .registry import TargetSpec, target_for
+from .registry import registered_targets, target_for
+from .validation import check_target, prepare_steering
 
 _ATTRIBUTE = "_safesteer"
 
@@ -47,7 +47,8 @@ class SafetySteeringMixin:
     # ------------------------------------------------------------------ configuration
     @property
     def safety_config(self) -> SteeringConfig:
-        """The current :class:`SteeringConfig` (immutable; change it with the methods below)."""
+        """The :class:`SteeringConfig` a call started now (in this thread, inside any active
+        :meth:`safety_steering` blocks) would use. Immutable; change it with the methods below."""
         return self._safesteer.config
 
     @property
@@ -57,42 +58,75 @@ class SafetySteeringMixin:
 
     @property
     def safety_report(self) -> SteeringReport | None:
-        """Report of the last generation: per prompt row, which directions fired, scores and strengths."""
+        """Report of the last call made in this thread: per prompt row, what was applied, scores, strengths."""
         return self._safesteer.last_report
 
-    def configure_safety(self, **changes) -> SteeringConfig:
-        """Change any :class:`SteeringConfig` field(s) for later calls; validated before anything changes."""
-        config = self._safesteer.config.replace(**changes)
-        self._safesteer.reconfigure(config)
-        return config
+    def configure_safety(
+        self,
+        *,
+        unlock: str | None = None,
+        pack: DirectionPack | str | os.PathLike | None = None,
+        strict: bool = False,
+        revision: str | None = None,
+        **changes,
+    ) -> SteeringConfig:
+        """Change steering settings for later calls, with the same validation as :meth:`SafeSteer.wrap`.
+
+        Every ``wrap()`` setting can be changed (``strength``, ``categories``, ``mode``, ``gate``, ``tokens``,
+        ``negative_strength``, ``layers``, ``step_range``, ``spaces``, ``enabled``, ``strength_limit``,
+        ``allow_toward_unsafe``, and ``pack`` with ``strict``/``revision``); ``None`` means what it means in
+        ``wrap()`` (e.g. ``layers=None``: conditioning steering). ``locked`` cannot: unwrap and wrap again.
+        One transaction: on any error nothing changes.
+
+        Args:
+            unlock: the unlock token of a pipeline wrapped with ``locked=True``.
+
+        Returns:
+            The new configuration.
+        """
+        if "locked" in changes:
+            raise ValueError("locked cannot be changed on a wrapped pipeline: SafeSteer.unwrap it and wrap it again.")
+        new_pack = None
+        if pack is not None:
+            self._safesteer.check_unlocked(unlock, "be changed")
+            new_pack = _resolve_pack(pack, self, revision)
+            check_target(new_pack, self._safesteer.spec, self, strict)
+        return self._safesteer.reconfigure(changes, pack=new_pack, unlock=unlock)
 
     def set_safety_strength(
-        self, strength: float | None = None, categories: Mapping[str, float] | None = None
-    ):
-        """Set the global strength and/or the per-category strengths for later calls.
+        self,
+        strength: float | None = None,
+        categories: Mapping[str, float] | None = None,
+        *,
+        unlock: str | None = None,
+    ) -> SteeringConfig:
+        """Set the global strength and/or the per-category strengths for later calls (``None``: unchanged).
 
         ``categories`` replaces the previous per-category strengths (categories not named get 0).
         """
-        return self.configure_safety(strength=strength, categories=categories)
+        changes = {"strength": strength, "categories": categories}
+        return self.configure_safety(unlock=unlock, **{k: v for k, v in changes.items() if v is not None})
 
-    def enable_safety_steering(self) -> None:
+    def enable_safety_steering(self, *, unlock: str | None = None) -> None:
         """Turn steering back on."""
-        self.configure_safety(enabled=True)
+        self.configure_safety(enabled=True, unlock=unlock)
 
-    def disable_safety_steering(self) -> None:
+    def disable_safety_steering(self, *, unlock: str | None = None) -> None:
         """Turn steering off: calls behave exactly like the unwrapped pipeline until enabled again."""
-        self.configure_safety(enabled=False)
+        self.configure_safety(enabled=False, unlock=unlock)
 
-    @contextlib.contextmanager
-    def safety_steering(self, **changes) -> Iterator[SteeringConfig]:
-        """Temporarily change the config (e.g. ``strength=0.0`` or ``enabled=False``); restored on exit,
-        also when the body raises."""
-        previous = self._safesteer.config
-        config = self.configure_safety(**changes)
-        try:
-            yield config
-        finally:
-            self._safesteer.reconfigure(previous)
+    def safety_steering(self, *, unlock: str | None = None, **changes) -> AbstractContextManager[SteeringConfig]:
+        """Change settings for the calls made inside the block, in this thread (or asyncio task) only.
+
+        Validated on entry like :meth:`configure_safety`; the block's changes end with it, also when the
+        body raises, whatever order several blocks end in. ``layers`` cannot change here (it swaps the
+        attention processors every thread's calls use): use :meth:`configure_safety`.
+
+        Example:
+            >>> with pipe.safety_steering(strength=0.0):
+            ...     image = pipe("a portrait").images[0]  # unsteered, bit for bit
+        """
+        return self._safesteer.overridden(changes, unlock)
 
 
 class SafeSteer:
@@ -114,6 +148,9 @@ class SafeSteer:
         spaces: list[str] | None = None,
         strict: bool = False,
         revision: str | None = None,
+        strength_limit: float | None = MAX_STRENGTH,
+        allow_toward_unsafe: bool = False,
+        locked: bool = False,
     ) -> Any:
         """Make ``pipe`` steer its generations with a direction pack.
 
@@ -131,9 +168,14 @@ class SafeSteer:
                 ``step_range`` and ``spaces``.
             strict: fail (instead of warn) when the pack was built for another target.
             revision: Hub revision when ``pack`` is a repo id.
+            strength_limit: bound on every ``|strength|`` (default 20 calibrated units; ``None`` opts out).
+            allow_toward_unsafe: allow negative strengths (steering toward unsafe; e.g. red-teaming).
+            locked: for hosted services: the steering can then not be weakened from inside the process
+                (configure, disable, contexts, unwrap) without the unlock token this call returns, and
+                ``encode_prompt`` called outside a call is steered too.
 
         Returns:
-            ``pipe``, now also a :class:`SafetySteeringMixin`.
+            ``pipe``, now also a :class:`SafetySteeringMixin`; with ``locked=True``, ``(pipe, unlock_token)``.
 
         Raises:
             ValueError / TypeError: unsupported pipeline, already wrapped, or a pack that does not fit
@@ -160,34 +202,41 @@ class SafeSteer:
             layers=layers,
             step_range=step_range,
             spaces=tuple(spaces) if spaces is not None else None,
+            strength_limit=strength_limit,
+            allow_toward_unsafe=allow_toward_unsafe,
         )
+        if not isinstance(locked, bool):
+            raise TypeError(f"locked must be True or False, got {locked!r}.")
         pack = _resolve_pack(pack, pipe, revision)
-        layouts = _matching_layouts(pack, spec, pipe, config)
-        _check_target(pack, spec, pipe, strict)
-        _check_injection(spec, config)
-        installation = SteeringInstallation(pipe, spec, pack, layouts, config)
+        prepared = prepare_steering(pipe, spec, pack, config)
+        check_target(pack, spec, pipe, strict)
+        token = secrets.token_urlsafe(32) if locked else None
+        installation = SteeringInstallation(pipe, spec, prepared, lock_token=token)
         installation.install()
         original = type(pipe)
         try:
             object.__setattr__(pipe, _ATTRIBUTE, installation)
             pipe.__class__ = _steered_class(original)
         except BaseException:
-            installation.uninstall()
+            installation.uninstall(token)
             pipe.__dict__.pop(_ATTRIBUTE, None)
             raise
-        return pipe
+        return (pipe, token) if locked else pipe
 
     @staticmethod
-    def unwrap(pipe: Any) -> Any:
+    def unwrap(pipe: Any, *, unlock: str | None = None) -> Any:
         """Undo :meth:`wrap`: original class, processors (same objects) and no hooks. Returns ``pipe``.
 
+        Args:
+            unlock: the unlock token of a pipeline wrapped with ``locked=True``.
+
         Raises:
-            ValueError: if ``pipe`` is not wrapped.
+            ValueError: if ``pipe`` is not wrapped. SteeringLocked: a locked pipeline without its token.
         """
         if not SafeSteer.is_wrapped(pipe):
             raise ValueError("This pipeline is not wrapped by SafeSteer; there is nothing to unwrap.")
         installation: SteeringInstallation = pipe.__dict__[_ATTRIBUTE]
-        installation.uninstall()
+        installation.uninstall(unlock)
         pipe.__class__ = _original_class(type(pipe))
         del pipe.__dict__[_ATTRIBUTE]
         return pipe
@@ -223,66 +272,9 @@ def _resolve_pack(pack: Any, pipe: Any, revision: str | None) -> DirectionPack:
     if pack is None:
         from safesteer_diffusers.packs.catalogue import default_pack_for
 
-        return default_pack_for(pipe)
+        return default_pack_for(pipe, families=registered_targets())
     if isinstance(pack, str | os.PathLike):
         return DirectionPack.from_pretrained(pack, revision=revision)
     raise TypeError(
         f"pack must be a DirectionPack, a path, a Hub repo id or None, got {type(pack).__name__}."
     )
-
-
-def _matching_layouts(
-    pack: DirectionPack, spec: TargetSpec, pipe: Any, config: SteeringConfig
-) -> list[SpaceLayout]:
-    available = {layout.space: layout for layout in spec.layout(pipe)}
-    wanted = list(config.spaces) if config.spaces is not None else list(pack.spaces)
-    problems = []
-    for space in wanted:
-        if space not in pack.spaces:
-            problems.append(f"  - space {space!r} was requested but the pack has only {sorted(pack.spaces)}")
-        elif space not in available:
-            problems.append(
-                f"  - pack space {space!r} is not a text space of this {type(pipe).__name__} (it has "
-                f"{sorted(available) or 'none loaded'}); pass spaces=[...] to steer a subset"
-            )
-        elif pack.spaces[space] != available[space].dim:
-            problems.append(
-                f"  - space {space!r}: pack vectors have dimension {pack.spaces[space]}, the pipeline's "
-                f"{space} has hidden size {available[space].dim}; use a pack built for this model"
-            )
-    if problems:
-        raise ValueError("The pack does not fit this pipeline:\n" + "\n".join(problems))
-    return [available[space] for space in wanted]
-
-
-def _check_target(pack: DirectionPack, spec: TargetSpec, pipe: Any, strict: bool) -> None:
-    target = pack.metadata.get("target", {})
-    mismatches = []
-    if target.get("family") and target["family"] != spec.family:
-        mismatches.append(f"family {target['family']!r} (pipeline: {spec.family!r})")
-    model_id = getattr(getattr(pipe, "config", None), "_name_or_path", None)
-    if target.get("model_id") and model_id and target["model_id"] != model_id:
-        mismatches.append(f"model {target['model_id']!r} (pipeline: {model_id!r})")
-    if not mismatches:
-        return
-    message = f"This pack was built for {' and '.join(mismatches)}."
-    if strict:
-        raise ValueError(
-            message + " Use a pack built for this pipeline, or pass strict=False to try it anyway."
-        )
-    warnings.warn(
-        message + " The dimensions match, so it is applied; pass strict=True to refuse.", stacklevel=3
-    )
-
-
-def _check_injection(spec: TargetSpec, config: SteeringConfig) -> None:
-    if config.layers is not None and not spec.cross_attention:
-        raise ValueError(
-            f"layers=/step_range= steer inside UNet cross-attention, which {spec.family} does not have (its "
-            "denoiser projects the text first). Use layers=None: the conditioning itself is steered."
-        )
-    if config.tokens == "prompt" and spec.encode.positive_mask is None and not spec.ragged:
-        raise ValueError(
-            f"tokens='prompt' needs the attention mask of the prompt, which {spec.family} pipelines do not "
-            "return. Use tokens='all'."
-        )

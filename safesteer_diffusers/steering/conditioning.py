@@ -258,7 +258,7 @@ class TextSteerer:
                 report_row.row = row
             report.prompts = steered.prompts
             if steered.delta is not None:
-                result = _put_rows(result, positive, steered.apply(part))
+                result = _put_rows(result, positive, steered.apply_verified(part, plan.layouts))
         negative = (~cond).nonzero().flatten().tolist()
         if negative and self.config.negative_strength != 0:
             part = hidden[negative]

@@ -7,9 +7,18 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from safesteer_diffusers.packs.format import GLOBAL
+
 from .maths import STEERING_MODES
 
 TOKEN_POLICIES = ("all", "prompt")
+"""Which positions of the positive prompt's states are steered (see :attr:`SteeringConfig.tokens`)."""
+
+MAX_STRENGTH = 20.0
+"""Default bound on ``|strength|`` in calibrated units. Packs are calibrated so that strength 1 moves a text
+state by about one standard deviation of benign token states along the direction; the paper uses 3-5. Twenty
+is far past any useful setting and still far from overflowing half-precision states. Opt out with
+``strength_limit=None``."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,12 @@ class SteeringConfig:
             steering is active (UNet families; requires ``layers``).
         spaces: restrict steering to these pack spaces (default: every pack space).
         enabled: master switch; ``False`` behaves exactly like the unwrapped pipeline.
+        strength_limit: bound on the absolute value of every strength, in calibrated units (default
+            :data:`MAX_STRENGTH`); ``None`` opts out (strengths must still be finite, and a call whose steered
+            states are not finite raises :class:`~safesteer_diffusers.steering.errors.SteeringNotApplied`).
+        allow_toward_unsafe: opt in to settings that steer toward the unsafe side: a negative ``strength`` or
+            category strength, or a positive ``negative_strength`` (it makes the negative prompt safer, which
+            classifier-free guidance then steers away from). Refused unless this is ``True``.
     """
 
     strength: float = 1.0
@@ -50,10 +65,14 @@ class SteeringConfig:
     step_range: tuple[float, float] | None = None
     spaces: tuple[str, ...] | None = None
     enabled: bool = True
+    strength_limit: float | None = MAX_STRENGTH
+    allow_toward_unsafe: bool = False
 
     def __post_init__(self):
         _finite("strength", self.strength)
         _finite("negative_strength", self.negative_strength)
+        if self.categories is None:  # as in wrap(): no per-category strengths
+            object.__setattr__(self, "categories", {})
         if not isinstance(self.categories, Mapping):
             raise TypeError(
                 f"categories must be a dict of name -> strength, got {type(self.categories).__name__}."
@@ -65,8 +84,10 @@ class SteeringConfig:
             raise ValueError(f"mode must be one of {STEERING_MODES}, got {self.mode!r}.")
         if self.tokens not in TOKEN_POLICIES:
             raise ValueError(f"tokens must be one of {TOKEN_POLICIES}, got {self.tokens!r}.")
-        if not isinstance(self.gate, bool) or not isinstance(self.enabled, bool):
-            raise TypeError("gate and enabled must be True or False.")
+        for flag in ("gate", "enabled", "allow_toward_unsafe"):
+            if not isinstance(getattr(self, flag), bool):
+                raise TypeError(f"{flag} must be True or False, got {getattr(self, flag)!r}.")
+        self._check_strength_bounds()
         if isinstance(self.layers, list):
             object.__setattr__(self, "layers", tuple(self.layers))
         if (
@@ -95,16 +116,65 @@ class SteeringConfig:
                 "negative_strength works with conditioning steering only; use layers=None with it."
             )
         if self.spaces is not None:
+            if isinstance(self.spaces, str) or not all(isinstance(s, str) for s in self.spaces):
+                raise TypeError(f"spaces must be a list of pack space names, got {self.spaces!r}.")
             object.__setattr__(self, "spaces", tuple(self.spaces))
+            if not self.spaces:
+                raise ValueError(
+                    "spaces=[] steers nothing. Name at least one pack space, or spaces=None for all of them "
+                    "(to turn steering off, use strength=0 or enabled=False)."
+                )
+
+    def _check_strength_bounds(self) -> None:
+        strengths = {"strength": self.strength, "negative_strength": self.negative_strength}
+        strengths.update({f"categories[{k!r}]": v for k, v in self.categories.items()})
+        if self.strength_limit is not None:
+            _finite("strength_limit", self.strength_limit)
+            if self.strength_limit <= 0:
+                raise ValueError(f"strength_limit must be positive (or None to opt out), got {self.strength_limit}.")
+            over = {label: value for label, value in strengths.items() if abs(value) > self.strength_limit}
+            if over:
+                raise ValueError(
+                    f"Strength out of bounds: {over} exceeds the limit of {self.strength_limit:g} calibrated units "
+                    "(strength 1 is about one benign standard deviation; useful values are 1-10). Use a smaller "
+                    "value, or pass strength_limit=None to opt out of the bound."
+                )
+        if self.allow_toward_unsafe:
+            return
+        toward_unsafe = {label: v for label, v in strengths.items() if label != "negative_strength" and v < 0}
+        if self.negative_strength > 0:
+            toward_unsafe["negative_strength"] = self.negative_strength
+        if toward_unsafe:
+            raise ValueError(
+                f"{toward_unsafe} would steer toward the unsafe side (negative strengths move prompts toward "
+                "unsafe; a positive negative_strength makes the negative prompt safer, which guidance then steers "
+                "away from). Use positive strengths (and a negative negative_strength), or pass "
+                "allow_toward_unsafe=True if that is really what you want (e.g. for red-teaming)."
+            )
 
     @property
     def injection(self) -> str:
         """``"conditioning"`` (once per generation) or ``"cross_attention"`` (UNet attn2 layers)."""
         return "conditioning" if self.layers is None else "cross_attention"
 
+    @property
+    def strengths(self) -> dict[str, float]:
+        """Direction name -> configured strength (``"global"`` plus every named category)."""
+        return {GLOBAL: self.strength, **self.categories}
+
     def replace(self, **changes) -> SteeringConfig:
-        """A validated copy with some fields changed (``None`` values are ignored)."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """A validated copy with the given fields changed; ``None`` means what it means in the constructor.
+
+        Raises:
+            TypeError: a name that is not a field (the message lists the fields).
+        """
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise TypeError(
+                f"Unknown steering setting(s) {unknown}; the settings are "
+                f"{[f.name for f in dataclasses.fields(self)]}."
+            )
+        return dataclasses.replace(self, **changes)
 
 
 def _finite(label: str, value: object) -> None:

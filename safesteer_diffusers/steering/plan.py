@@ -16,6 +16,7 @@ from safesteer_diffusers.packs.direction_pack import DirectionPack
 from safesteer_diffusers.packs.format import GLOBAL
 
 from .config import SteeringConfig
+from .errors import SteeringNotApplied
 from .layout import SpaceLayout
 from .maths import gate_fires, gate_scores, steered_positions, steering_delta
 from .report import DirectionDecision, PromptReport
@@ -40,6 +41,55 @@ class SteeringResult:
         if self.delta is None:
             return hidden
         return torch.where(self.positions.unsqueeze(-1), hidden + self.delta, hidden)
+
+    def apply_verified(self, hidden: torch.Tensor, layouts: list[SpaceLayout]) -> torch.Tensor:
+        """:meth:`apply`, then record in each row's report the offset actually added, and fail closed.
+
+        Raises:
+            SteeringNotApplied: a row that was to receive a nonzero offset came out unchanged (e.g. the offset
+                vanished in the states' precision), or the steered states are not finite.
+        """
+        steered = self.apply(hidden)
+        self.record_applied(hidden, steered, layouts)
+        return steered
+
+    def record_applied(self, hidden: torch.Tensor, steered: torch.Tensor, layouts: list[SpaceLayout]) -> None:
+        """Fill ``prompts[i].applied`` from ``steered - hidden`` and check it against the planned offsets."""
+        if self.delta is None:
+            return
+        planned = (self.delta != 0).flatten(1).any(dim=1).tolist()
+        changed = steered.float() - hidden.float()
+        if not bool(torch.isfinite(steered).all()) and bool(torch.isfinite(hidden).all()):
+            raise SteeringNotApplied(
+                "Steering produced non-finite text states (the strength is too large for these states' "
+                "precision), so this call was stopped. Use a smaller strength, or keep the default "
+                "strength_limit."
+            )
+        for row, report in enumerate(self.prompts):
+            positions = self.positions[row]
+            for layout in layouts:
+                part = changed[row, layout.tokens, layout.features][positions[layout.tokens]]
+                if part.numel():
+                    norm = float(part.norm(dim=-1).mean())
+                    if norm > 0:
+                        report.applied[layout.space] = norm
+            if planned[row] and not report.steered:
+                raise SteeringNotApplied(
+                    f"Row {row} was to be steered, but its text states came out unchanged (the offset vanished in "
+                    f"{hidden.dtype} precision or no position could be steered). The call was stopped rather "
+                    "than return an unsteered result; use a larger strength or float32 text states."
+                )
+
+    def record_planned(self, layouts: list[SpaceLayout]) -> None:
+        """Fill ``prompts[i].applied`` from the planned offsets (cross-attention steering adds them later)."""
+        if self.delta is None:
+            return
+        for row, report in enumerate(self.prompts):
+            positions = self.positions[row]
+            for layout in layouts:
+                part = self.delta[row, layout.tokens, layout.features][positions[layout.tokens]].float()
+                if part.numel() and bool((part != 0).any()):
+                    report.applied[layout.space] = float(part.norm(dim=-1).mean())
 
 
 class SteeringPlan:
@@ -76,6 +126,17 @@ class SteeringPlan:
             raise ValueError(
                 "negative_strength applies the global direction, but this pack has no 'global' one."
             )
+        if config.strength != 0 and GLOBAL not in self.names:
+            raise ValueError(
+                f"strength={config.strength:g} steers the pack's 'global' direction, but this pack has none (it has "
+                f"categories {pack.categories}). Set per-category strengths with categories={{...}} and "
+                "strength=0, or use a pack with a global direction."
+            )
+        if not layouts:
+            raise ValueError(
+                "No text space to steer: the pack's spaces and the selected spaces have nothing in common with "
+                "this pipeline. Check spaces=[...] against pack.spaces."
+            )
         self.vectors = {
             layout.space: torch.stack([pack.direction(layout.space, name) for name in self.names])
             for layout in layouts
@@ -87,6 +148,7 @@ class SteeringPlan:
             for layout in layouts
         }
         self.centers = {layout.space: pack.center(layout.space) for layout in layouts}
+        self._check_nonzero_vectors()
         if config.gate:
             self._check_thresholds()
         self._device_cache: dict[tuple, dict[str, torch.Tensor]] = {}
@@ -117,6 +179,24 @@ class SteeringPlan:
         return self._result(hidden, strengths, mask)
 
     # ------------------------------------------------------------------ internals
+    def _check_nonzero_vectors(self) -> None:
+        # A direction asked for with a nonzero strength must be able to move the states: an all-zero vector
+        # would be "applied" while changing nothing.
+        active = [name for name, s in zip(self.names, self.base_strengths.tolist(), strict=True) if s != 0]
+        if self.config.negative_strength != 0:
+            active.append(GLOBAL)
+        zero = [
+            f"{name}.{space}"
+            for space, vectors in self.vectors.items()
+            for name, vector in zip(self.names, vectors, strict=True)
+            if name in active and not bool((vector != 0).any())
+        ]
+        if zero:
+            raise ValueError(
+                f"The pack's vectors {sorted(set(zero))} are all zeros, so steering with them would change "
+                "nothing. Use a pack built for this model (`safesteer build`), or set those strengths to 0."
+            )
+
     def _check_thresholds(self) -> None:
         active = [name for name, s in zip(self.names, self.base_strengths.tolist(), strict=True) if s != 0]
         missing = [
@@ -198,12 +278,12 @@ class SteeringPlan:
                 fired=bool(fired[k]),
                 scores={space: float(s[row, k]) for space, s in scores.items()},
                 thresholds={space: self.pack.threshold(name, space) for space in scores},
+                configured=float(self.base_strengths[k]),
             )
             for k, name in enumerate(self.names)
         ]
-        return PromptReport(
-            row=row, prompt=prompt, steered=bool((strengths != 0).any()), directions=decisions
-        )
+        # `applied` is filled once the offsets have been added (SteeringResult.apply_verified).
+        return PromptReport(row=row, prompt=prompt, directions=decisions)
 
 
 def _nan_if_none(value: float | None) -> float:

@@ -1,4 +1,9 @@
-"""Per-call steering report: which directions fired for which prompt, with scores and strengths."""
+"""Per-call steering report: which directions fired for which prompt, with scores and strengths.
+
+A report is built from what was applied, never from the configuration: a row's ``steered`` is true exactly
+when an offset with a nonzero norm was added to its text states (``applied``), and each direction's
+``strength`` is the strength that went into that offset (0 when gated out), beside the ``configured`` one.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ class DirectionDecision:
         fired: whether the gate let it through (always ``True`` when the gate is off).
         scores: space -> score (the prompt's projection on the unsafe side of the direction).
         thresholds: space -> gate threshold from the pack (``None`` if the pack has none).
+        configured: the strength the configuration asks for (before the gate).
     """
 
     name: str
@@ -22,16 +28,31 @@ class DirectionDecision:
     fired: bool
     scores: dict[str, float]
     thresholds: dict[str, float | None]
+    configured: float = 0.0
 
 
 @dataclass
 class PromptReport:
-    """Steering of one positive prompt row (rows follow the pipeline's batch, incl. images per prompt)."""
+    """Steering of one positive prompt row (rows follow the pipeline's batch, incl. images per prompt).
+
+    Attributes:
+        row: row in the positive prompt batch.
+        prompt: the prompt text, or ``None`` (``prompt_embeds=``).
+        directions: one decision per pack direction.
+        applied: space -> mean norm, over the steered token positions, of the offset actually added to this
+            row's states in that space (empty when nothing was added). For cross-attention steering it is the
+            offset added at each steered layer and step.
+    """
 
     row: int
     prompt: str | None
-    steered: bool
     directions: list[DirectionDecision] = field(default_factory=list)
+    applied: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def steered(self) -> bool:
+        """Whether a nonzero offset was added to this row (from what was applied, not from the config)."""
+        return any(norm > 0 for norm in self.applied.values())
 
     @property
     def fired(self) -> list[str]:
@@ -41,7 +62,14 @@ class PromptReport:
 
 @dataclass
 class SteeringReport:
-    """What steering did during the last generation (``pipe.safety_report``)."""
+    """What steering did during the last generation (``pipe.safety_report``).
+
+    Attributes:
+        family, mode, injection, gate, enabled: the settings the call ran with.
+        prompts: one :class:`PromptReport` per positive prompt row.
+        negative_steered: whether an offset was added to the negative prompt (``negative_strength``).
+        attention_applications: cross-attention steering only: how many attention calls received offsets.
+    """
 
     family: str
     mode: str
@@ -50,14 +78,18 @@ class SteeringReport:
     enabled: bool
     prompts: list[PromptReport] = field(default_factory=list)
     negative_steered: bool = False
+    attention_applications: int = 0
 
     @property
     def any_steered(self) -> bool:
         return any(p.steered for p in self.prompts)
 
     def to_dict(self) -> dict:
-        """A JSON-serialisable dict."""
-        return asdict(self)
+        """A JSON-serialisable dict (with each row's derived ``steered``)."""
+        data = asdict(self)
+        for row, prompt in zip(data["prompts"], self.prompts, strict=True):
+            row["steered"] = prompt.steered
+        return data
 
     def __str__(self) -> str:
         lines = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import torch
 from huggingface_hub import metadata_load
 from safetensors.torch import save_file
 
-from safesteer_diffusers import PACK_FILENAME, DirectionPack
+from safesteer_diffusers import PACK_FILENAME, DirectionPack, InvalidPackError
 
 SPACES = {"text_encoder": 8, "text_encoder_2": 12}
 CATEGORIES = ["violence", "hate", "sexual"]  # deliberately not alphabetical
@@ -584,3 +585,135 @@ def test_derived_metadata():
         assert metadata["target"] == TARGET and metadata["source"] == METADATA["source"]
     assert ((pack + pack) * 0.5).metadata["derived"] == ["+", "*0.5"]
     assert pack.metadata["kind"] == "native" and "derived" not in pack.metadata
+
+
+# ---------------------------------------------------------------------- fail closed in memory (same rules as files)
+def test_every_construction_error_is_the_library_error():
+    cases = [
+        lambda: DirectionPack.from_tensors(one(torch.tensor([1.0, float("nan")]))),
+        lambda: DirectionPack.from_tensors(one([1.0, 2.0])),
+        lambda: DirectionPack.from_tensors(one(torch.ones(4, dtype=torch.int64))),
+        lambda: DirectionPack.from_tensors({}),
+        lambda: DirectionPack.from_tensors(
+            one(torch.ones(4)), thresholds={"global": {"text_encoder": "0.5"}}
+        ),
+        lambda: DirectionPack.from_tensors(one(torch.ones(4)), description=object()),
+        lambda: DirectionPack.from_tensors(one(torch.ones(4)), kind="magic"),
+        lambda: DirectionPack.from_tensors([torch.ones(4)]),
+        lambda: DirectionPack(one(torch.ones(4)), metadata=[("kind", "manual")]),
+        lambda: make_pack() * float("nan"),
+    ]
+    for case in cases:
+        with pytest.raises(InvalidPackError):
+            case()
+
+
+@pytest.mark.parametrize(
+    ("directions", "message"),
+    [
+        (one(torch.zeros(0)), r"global\.text_encoder: the vector is empty"),
+        (
+            one(torch.tensor([1.0, 2e6])),
+            r"1 of 2 values exceed the bound \|value\| <= 1e\+06 \(largest magnitude 2e\+06\)",
+        ),
+        (one(torch.tensor([3.4e38], dtype=torch.float32)), "exceed the bound"),
+        (
+            one(torch.tensor([1e39], dtype=torch.float64)),
+            r"largest magnitude 1e\+39",
+        ),  # not rounded to inf first
+        (one(torch.ones(4, dtype=torch.complex64)), "expected a floating-point tensor"),
+    ],
+)
+def test_vectors_must_be_non_empty_and_bounded(directions, message):
+    with pytest.raises(InvalidPackError, match=message):
+        DirectionPack.from_tensors(directions)
+
+
+@pytest.mark.parametrize(
+    ("threshold", "message"),
+    [
+        (True, "must be a finite number, got True"),
+        (torch.tensor(1), r"got a torch\.int64 tensor of shape \(\)"),
+        (torch.tensor([0.5, 0.5]), r"tensor of shape \(2,\)"),
+        (2e6, r"= 2000000\.0 is outside the bound"),
+        (10**400, "must be a finite number"),
+    ],
+)
+def test_thresholds_must_be_bounded_numbers(threshold, message):
+    with pytest.raises(InvalidPackError, match=message):
+        DirectionPack.from_tensors(one(torch.ones(4)), thresholds={"global": {"text_encoder": threshold}})
+
+
+def test_float_tensor_thresholds_are_accepted():
+    pack = DirectionPack.from_tensors(
+        one(torch.ones(4)), thresholds={"global": {"text_encoder": torch.tensor([0.5])}}
+    )
+    assert pack.threshold("global", "text_encoder") == 0.5
+
+
+def _nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def _self_referential() -> dict:
+    loop: dict = {}
+    loop["loop"] = loop
+    return loop
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ({"description": float("nan")}, "'description' must be a finite number, got float NaN"),
+        ({"source": {"auroc": {"global": float("inf")}}}, r"'source\.auroc\.global' must be a finite number"),
+        ({"format_version": True}, "must be the integer 1, got bool true"),
+        ({"format_version": 1.0}, "must be the integer 1, got float 1.0"),
+        (
+            {"target": {"spaces": {"text_encoder": {"dim": 5}}}},
+            r"dim' = int 5 contradicts the vectors, which have 4",
+        ),
+        ({"target": {"spaces": {"text_encoder": {}}}}, r"dim' = null contradicts"),
+        ({"notes": _nested(32)}, "nested more than 32 levels deep"),
+        ({"notes": _self_referential()}, "nested more than 32 levels deep"),
+        ({"notes": {1: "a"}}, "JSON object keys are strings"),
+        ({"description": "x" * (1 << 20)}, "bytes of JSON; the format allows at most 1048576"),
+        ({"description": "\ud800"}, "not valid Unicode"),
+        ({"derived": "x"}, "'derived' must be a list of strings"),
+        ({"categories": ["a", "a"]}, "more than once"),
+    ],
+)
+def test_metadata_rules_apply_in_memory(metadata, message):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unknown keys ("notes") warn before they fail
+        with pytest.raises(InvalidPackError, match=message):
+            DirectionPack.from_tensors(one(torch.ones(4)), **metadata)
+
+
+def test_in_memory_pack_is_what_the_file_holds(tmp_path):
+    # Tuples become lists and metadata is copied as plain JSON, so save -> load is exact and silent.
+    pack = DirectionPack.from_tensors(
+        random_directions(),
+        thresholds=random_thresholds(),
+        centers=random_centers(),
+        **{
+            **METADATA,
+            "build": {"config": {"layers": (3, 4)}},
+            "target": {
+                **TARGET,
+                "spaces": {s: {"dim": d, "encoder": "CLIPTextModel"} for s, d in SPACES.items()},
+            },
+        },
+    )
+    assert pack.metadata["build"]["config"]["layers"] == [3, 4]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = DirectionPack.from_pretrained(pack.save_pretrained(tmp_path))
+    assert loaded.equals(pack)
+
+
+def test_scaling_beyond_the_bound_is_refused():
+    with pytest.raises(InvalidPackError, match="exceed the bound"):
+        make_pack() * 1e7

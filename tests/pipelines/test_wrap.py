@@ -13,7 +13,7 @@ from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
 from diffusers.models.embeddings import ImageProjection, MultiIPAdapterImageProjection
 
 from safesteer_diffusers import DirectionPack, SafeSteer, TargetSpec, register_target
-from safesteer_diffusers.pipelines.installation import CrossAttentionSteering
+from safesteer_diffusers.pipelines.attention import CrossAttentionSteering
 from safesteer_diffusers.pipelines.registry import _REGISTRY, single_space
 from safesteer_diffusers.testing import build
 
@@ -64,7 +64,7 @@ def test_set_strength_context_manager_and_disable(sd):
 
 
 def test_strength_algebra_matches_scaled_packs(sd):
-    """strength s on pack v equals strength 1 on pack s*v, and v - v steers nothing."""
+    """strength s on pack v equals strength 1 on pack s*v; v - v is refused for a nonzero strength."""
     pipe, kwargs = sd
     baseline = run(pipe, kwargs)
     pack = sd_pack()
@@ -74,7 +74,10 @@ def test_strength_algebra_matches_scaled_packs(sd):
     pipe = SafeSteer.wrap(pipe, 2.0 * pack, strength=1.0)
     assert np.array_equal(run(pipe, kwargs), by_strength)
     SafeSteer.unwrap(pipe)
-    pipe = SafeSteer.wrap(pipe, pack - pack, strength=5.0)
+    # v - v cannot steer: asking it for strength 5 is refused (fail closed), strength 0 is the baseline.
+    with pytest.raises(ValueError, match="all zeros"):
+        SafeSteer.wrap(pipe, pack - pack, strength=5.0)
+    pipe = SafeSteer.wrap(pipe, pack - pack, strength=0.0)
     assert np.array_equal(run(pipe, kwargs), baseline)
 
 
@@ -198,7 +201,7 @@ def test_exception_mid_generation_leaves_no_state_and_unwrap_restores_processors
     with pytest.raises(RuntimeError, match="interrupted"):
         run(pipe, kwargs)
     handle.remove()
-    assert pipe._safesteer._generation is None
+    assert pipe._safesteer._call.get() is None and pipe._safesteer._running == 0
     assert np.array_equal(run(pipe, kwargs), steered)
     SafeSteer.unwrap(pipe)
     assert all(a is b for a, b in zip(pipe.unet.attn_processors.values(), originals.values(), strict=True))
