@@ -44,7 +44,11 @@ def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
                 while target and target not in paths:  # `from pkg import name`: name may be a symbol
                     target = target.rpartition(".")[0]
                 # A package's __init__ importing its own submodules is how packages expose names, not a cycle.
-                if target and target != name and not (path.name == "__init__.py" and target.startswith(name + ".")):
+                if (
+                    target
+                    and target != name
+                    and not (path.name == "__init__.py" and target.startswith(name + "."))
+                ):
                     graph[name].add(target)
     return graph
 
@@ -108,7 +112,9 @@ def test_import_graph_sees_imports_inside_functions(tmp_path):
 
 def test_package_has_no_import_cycles():
     found = cycles(import_graph())
-    assert not found, "import cycles (each group imports itself back):\n" + "\n".join(map(" <-> ".join, found))
+    assert not found, "import cycles (each group imports itself back):\n" + "\n".join(
+        map(" <-> ".join, found)
+    )
 
 
 def test_steering_and_packs_import_no_integration_code():
@@ -164,17 +170,16 @@ def test_import_safesteer_diffusers_is_light():
 
 
 def test_public_api_does_not_load_building_evaluation_or_demo():
-    loaded = _modules_after(
-        "import safesteer_diffusers as s\n"
-        "[getattr(s, name) for name in s.__all__]"
-    )
+    loaded = _modules_after("import safesteer_diffusers as s\n[getattr(s, name) for name in s.__all__]")
     heavy = {"safesteer_diffusers.build", "safesteer_diffusers.evaluate", "safesteer_diffusers.demo"}
     assert not heavy & loaded, sorted(heavy & loaded)
 
 
 def test_comfy_nodes_import_no_diffusers_pipeline():
     loaded = _modules_after("sys.path.insert(0, '.')\nimport comfy_nodes")
-    pipelines = sorted(m for m in loaded if m.startswith("diffusers.pipelines") or m.endswith(".pipelines.wrap"))
+    pipelines = sorted(
+        m for m in loaded if m.startswith("diffusers.pipelines") or m.endswith(".pipelines.wrap")
+    )
     assert not pipelines, pipelines
     assert not any(m.startswith("safesteer_diffusers.pipelines") for m in loaded)
 

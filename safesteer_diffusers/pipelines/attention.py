@@ -72,7 +72,9 @@ def cross_attention_modules(denoiser: torch.nn.Module) -> dict[str, torch.nn.Mod
     }
 
 
-def select_layers(modules: dict[str, torch.nn.Module], layers: str | tuple[str, ...]) -> dict[str, torch.nn.Module]:
+def select_layers(
+    modules: dict[str, torch.nn.Module], layers: str | tuple[str, ...]
+) -> dict[str, torch.nn.Module]:
     """The modules named by ``layers`` (``"all"`` or substrings of module names).
 
     Raises:
@@ -112,7 +114,9 @@ class AttentionPatch:
         owner: the installation (identifies its wrappers when several pipelines share one UNet).
     """
 
-    def __init__(self, denoiser: torch.nn.Module, layers: str | tuple[str, ...], offsets: OffsetSource, owner):
+    def __init__(
+        self, denoiser: torch.nn.Module, layers: str | tuple[str, ...], offsets: OffsetSource, owner
+    ):
         self.modules = select_layers(cross_attention_modules(denoiser), layers)
         self.offsets = offsets
         self.owner = owner
@@ -122,7 +126,8 @@ class AttentionPatch:
 
     def _ours(self, module: torch.nn.Module) -> bool:
         return any(
-            isinstance(p, CrossAttentionSteering) and p.owner is self.owner for p in wrapper_chain(module.processor)
+            isinstance(p, CrossAttentionSteering) and p.owner is self.owner
+            for p in wrapper_chain(module.processor)
         )
 
     def install(self) -> None:

@@ -99,8 +99,6 @@ def space_states(
     return [(embeds[:, layout.tokens, layout.features], part_mask)]
 
 
-
-
 @contextlib.contextmanager
 def _quiet_pipeline_logs():
     from diffusers.utils import logging as diffusers_logging

@@ -34,7 +34,6 @@ import warnings
 from collections import deque
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -42,10 +41,10 @@ import torch
 from safesteer_diffusers.packs.direction_pack import DirectionPack
 from safesteer_diffusers.steering.config import SteeringConfig
 from safesteer_diffusers.steering.errors import SteeringLocked, SteeringNotApplied
-from safesteer_diffusers.steering.plan import SteeringResult
 from safesteer_diffusers.steering.report import PromptReport, SteeringReport
 
 from .attention import AttentionPatch
+from .call_state import ConcurrentCallError, Generation, arrange_offsets, item, layer_offsets, prompt_texts
 from .registry import TargetSpec
 from .validation import PreparedSteering, prepare_steering
 
@@ -54,33 +53,15 @@ from .validation import PreparedSteering, prepare_steering
 _PIPELINE_WIDE = ("layers",)
 
 
-class ConcurrentCallError(RuntimeError):
-    """A wrapped pipeline was called while another call on it was still running (see the module docstring)."""
-
-
-@dataclass
-class Generation:
-    """State of one pipeline call: its configuration snapshot, encode calls, offsets waiting for the denoiser."""
-
-    prepared: PreparedSteering
-    prompts: list[str] | None
-    report: SteeringReport
-    encode_calls: int = 0
-    positive_encodes: int = 0
-    pending: SteeringResult | None = None
-    active: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
-    applied_layers: set[str] = field(default_factory=set)
-    warned_timestep: bool = False
-    rows_seen: int = 0
-
-
 class SteeringInstallation:
     """Everything SafeSteer added to one pipeline, and how to change or undo it.
 
     Created by :meth:`SafeSteer.wrap`; reachable as ``pipe._safesteer``.
     """
 
-    def __init__(self, pipe: Any, spec: TargetSpec, prepared: PreparedSteering, *, lock_token: str | None = None):
+    def __init__(
+        self, pipe: Any, spec: TargetSpec, prepared: PreparedSteering, *, lock_token: str | None = None
+    ):
         self.pipe = pipe
         self.spec = spec
         self._prepared = prepared
@@ -269,7 +250,7 @@ class SteeringInstallation:
             gate=config.gate,
             enabled=config.enabled,
         )
-        generation = Generation(prepared=prepared, prompts=_prompt_texts(args, kwargs), report=report)
+        generation = Generation(prepared=prepared, prompts=prompt_texts(args, kwargs), report=report)
         token = self._call.set(generation)
         try:
             yield
@@ -319,15 +300,15 @@ class SteeringInstallation:
         first_call = generation.encode_calls == 1
         if not encode.separate_negative_call or first_call:
             items[encode.positive] = self._steer_positive(
-                generation, items[encode.positive], _item(items, encode.positive_mask)
+                generation, items[encode.positive], item(items, encode.positive_mask)
             )
             if encode.negative is not None and not encode.separate_negative_call:
                 items[encode.negative] = self._steer_negative(
-                    generation, items[encode.negative], _item(items, encode.negative_mask)
+                    generation, items[encode.negative], item(items, encode.negative_mask)
                 )
         else:
             items[encode.positive] = self._steer_negative(
-                generation, items[encode.positive], _item(items, encode.positive_mask)
+                generation, items[encode.positive], item(items, encode.positive_mask)
             )
         return tuple(items) if isinstance(output, tuple) else items[0]
 
@@ -335,11 +316,13 @@ class SteeringInstallation:
         prepared = self._effective()
         if not prepared.config.enabled or prepared.config.injection != "conditioning":
             return output  # cross-attention offsets are added during a call, where prompt_embeds are steered
-        report = SteeringReport(self.spec.family, prepared.config.mode, "conditioning", prepared.config.gate, True)
+        report = SteeringReport(
+            self.spec.family, prepared.config.mode, "conditioning", prepared.config.gate, True
+        )
         generation = Generation(prepared=prepared, prompts=None, report=report)
         items = list(output) if isinstance(output, tuple) else [output]
         positive = items[self.spec.encode.positive]
-        steered = self._steer_positive(generation, positive, _item(items, self.spec.encode.positive_mask))
+        steered = self._steer_positive(generation, positive, item(items, self.spec.encode.positive_mask))
         if isinstance(steered, torch.Tensor):
             for row, prompt_report in zip(steered, report.prompts, strict=False):
                 self._steered_outside.append((row.detach(), prompt_report))
@@ -355,7 +338,9 @@ class SteeringInstallation:
                 (
                     report
                     for seen, report in self._steered_outside
-                    if seen.shape == row.shape and seen.dtype == row.dtype and torch.equal(seen.to(row.device), row)
+                    if seen.shape == row.shape
+                    and seen.dtype == row.dtype
+                    and torch.equal(seen.to(row.device), row)
                 ),
                 None,
             )
@@ -397,7 +382,9 @@ class SteeringInstallation:
                 self._record(generation, previous)
                 return embeds
         config = generation.prepared.config
-        result = plan.steer_positive(embeds, self._mask(config, mask), self._labels(generation, embeds.shape[0]))
+        result = plan.steer_positive(
+            embeds, self._mask(config, mask), self._labels(generation, embeds.shape[0])
+        )
         if config.injection == "cross_attention":
             result.record_planned(layouts)
             generation.pending = result
@@ -427,81 +414,10 @@ class SteeringInstallation:
     # ------------------------------------------------------------------ cross-attention path
     def _before_denoiser(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
         generation = self._call.get()
-        if generation is None:
-            return
-        generation.active = None
-        pending = generation.pending
-        if pending is None or pending.delta is None:
-            return
-        hidden = kwargs.get("encoder_hidden_states", args[2] if len(args) > 2 else None)
-        timestep = kwargs.get("timestep", args[1] if len(args) > 1 else None)
-        if hidden is None or not self._in_step_range(generation, timestep):
-            return
-        delta, positions = pending.delta, pending.positions
-        rows, positives = hidden.shape[0], delta.shape[0]
-        # Classifier-free guidance batches are [negative, positive]; video pipelines may then repeat every row once
-        # per frame before the denoiser (AnimateDiff: repeat_interleave), giving [n, n, ..., p, p, ...].
-        blocks = 2 if getattr(self.pipe, "do_classifier_free_guidance", rows == 2 * positives) else 1
-        if rows % (blocks * positives):
-            raise SteeringNotApplied(
-                f"SafeSteer cannot match the {rows} text rows the {self.spec.denoiser} received to the {positives} "
-                "positive prompt rows it encoded. Use conditioning steering (layers=None) for this call."
-            )
-        if blocks == 2:
-            delta = torch.cat([torch.zeros_like(delta), delta])
-            positions = torch.cat([torch.zeros_like(positions), positions])
-        repeats = rows // (blocks * positives)
-        if repeats > 1:
-            delta, positions = delta.repeat_interleave(repeats, 0), positions.repeat_interleave(repeats, 0)
-        generation.active = {1: (delta.to(hidden.dtype), positions)}
-
-    def _in_step_range(self, generation: Generation, timestep: Any) -> bool:
-        step_range = generation.prepared.config.step_range
-        if step_range is None:
-            return True
-        timesteps = getattr(getattr(self.pipe, "scheduler", None), "timesteps", None)
-        if timestep is None or timesteps is None or len(timesteps) == 0:
-            return True
-        value = torch.as_tensor(timestep).flatten()[0].to(timesteps.device, timesteps.dtype)
-        matches = (timesteps == value).nonzero()
-        if len(matches) == 0:
-            if not generation.warned_timestep:
-                warnings.warn(
-                    "SafeSteer: timestep not in the scheduler's schedule; step_range ignored.", stacklevel=2
-                )
-                generation.warned_timestep = True
-            return True
-        start, end = step_range
-        fraction = int(matches[0, 0]) / len(timesteps)
-        return start <= fraction < end
+        if generation is not None:
+            arrange_offsets(generation, self.pipe, self.spec.denoiser, args, kwargs)
 
     def active_offsets(self, rows: int, layer: str) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Offsets for layer ``layer`` seeing ``rows`` text rows in the current call (repeated per frame)."""
         generation = self._call.get()
-        if generation is None or not generation.active:
-            return None
-        delta, positions = generation.active[1]
-        repeats, remainder = divmod(rows, delta.shape[0])
-        if remainder or repeats == 0:
-            return None
-        if repeats not in generation.active:
-            generation.active[repeats] = (
-                delta.repeat_interleave(repeats, dim=0),
-                positions.repeat_interleave(repeats, dim=0),
-            )
-        generation.applied_layers.add(layer)
-        generation.report.attention_applications += 1
-        return generation.active[repeats]
-
-
-def _item(items: list, index: int | None) -> Any:
-    return None if index is None or index >= len(items) else items[index]
-
-
-def _prompt_texts(args: tuple, kwargs: dict) -> list[str] | None:
-    prompt = kwargs.get("prompt", args[0] if args else None)
-    if isinstance(prompt, str):
-        return [prompt]
-    if isinstance(prompt, list) and all(isinstance(p, str) for p in prompt):
-        return list(prompt)  # a copy: some pipelines (Z-Image) rewrite the caller's list in place
-    return None
+        return None if generation is None else layer_offsets(generation, rows, layer)

@@ -26,7 +26,9 @@ class PreparedSteering:
     plan: SteeringPlan
 
 
-def prepare_steering(pipe: Any, spec: TargetSpec, pack: DirectionPack, config: SteeringConfig) -> PreparedSteering:
+def prepare_steering(
+    pipe: Any, spec: TargetSpec, pack: DirectionPack, config: SteeringConfig
+) -> PreparedSteering:
     """Check ``pack`` and ``config`` against ``pipe`` and compile the plan.
 
     Raises:
@@ -78,8 +80,12 @@ def check_target(pack: DirectionPack, spec: TargetSpec, pipe: Any, strict: bool)
         return
     message = f"This pack was built for {' and '.join(mismatches)}."
     if strict:
-        raise ValueError(message + " Use a pack built for this pipeline, or pass strict=False to try it anyway.")
-    warnings.warn(message + " The dimensions match, so it is applied; pass strict=True to refuse.", stacklevel=4)
+        raise ValueError(
+            message + " Use a pack built for this pipeline, or pass strict=False to try it anyway."
+        )
+    warnings.warn(
+        message + " The dimensions match, so it is applied; pass strict=True to refuse.", stacklevel=4
+    )
 
 
 def check_injection(spec: TargetSpec, config: SteeringConfig) -> None:

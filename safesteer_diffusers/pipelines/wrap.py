@@ -85,7 +85,9 @@ class SafetySteeringMixin:
             The new configuration.
         """
         if "locked" in changes:
-            raise ValueError("locked cannot be changed on a wrapped pipeline: SafeSteer.unwrap it and wrap it again.")
+            raise ValueError(
+                "locked cannot be changed on a wrapped pipeline: SafeSteer.unwrap it and wrap it again."
+            )
         new_pack = None
         if pack is not None:
             self._safesteer.check_unlocked(unlock, "be changed")
@@ -115,7 +117,9 @@ class SafetySteeringMixin:
         """Turn steering off: calls behave exactly like the unwrapped pipeline until enabled again."""
         self.configure_safety(enabled=False, unlock=unlock)
 
-    def safety_steering(self, *, unlock: str | None = None, **changes) -> AbstractContextManager[SteeringConfig]:
+    def safety_steering(
+        self, *, unlock: str | None = None, **changes
+    ) -> AbstractContextManager[SteeringConfig]:
         """Change settings for the calls made inside the block, in this thread (or asyncio task) only.
 
         Validated on entry like :meth:`configure_safety`; the block's changes end with it, also when the

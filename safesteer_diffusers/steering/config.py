@@ -131,7 +131,9 @@ class SteeringConfig:
         if self.strength_limit is not None:
             _finite("strength_limit", self.strength_limit)
             if self.strength_limit <= 0:
-                raise ValueError(f"strength_limit must be positive (or None to opt out), got {self.strength_limit}.")
+                raise ValueError(
+                    f"strength_limit must be positive (or None to opt out), got {self.strength_limit}."
+                )
             over = {label: value for label, value in strengths.items() if abs(value) > self.strength_limit}
             if over:
                 raise ValueError(

@@ -141,7 +141,11 @@ def test_no_anchor_is_a_pair_member():
 def test_pairs_file_rows_have_exact_keys():
     from importlib import resources
 
-    text = resources.files("safesteer_diffusers.build.prompts").joinpath("pairs.jsonl").read_text(encoding="utf-8")
+    text = (
+        resources.files("safesteer_diffusers.build.prompts")
+        .joinpath("pairs.jsonl")
+        .read_text(encoding="utf-8")
+    )
     rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     assert all(set(row) == {"category", "unsafe", "safe"} for row in rows)
     assert len(rows) == len(load_pairs())

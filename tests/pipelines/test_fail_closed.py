@@ -176,7 +176,9 @@ def test_report_states_the_applied_offset(sd):
     pack = sd_pack()
     pipe = SafeSteer.wrap(pipe, pack, strength=2.0, categories={"sexual": 0.5})
     run(pipe, kwargs, num_images_per_prompt=2)
-    expected = float((2.0 * pack.direction("text_encoder") + 0.5 * pack.direction("text_encoder", "sexual")).norm())
+    expected = float(
+        (2.0 * pack.direction("text_encoder") + 0.5 * pack.direction("text_encoder", "sexual")).norm()
+    )
     assert len(pipe.safety_report.prompts) == 2
     for prompt in pipe.safety_report.prompts:
         assert prompt.steered and prompt.applied["text_encoder"] == pytest.approx(expected, rel=1e-5)
@@ -238,7 +240,9 @@ def test_sequential_cpu_offload(sd):
         probe.enable_sequential_cpu_offload(device="cpu")
         run(probe, kwargs)
     except TypeError as error:  # accelerate's meta-tensor offload fails on this torch build, unwrapped too
-        pytest.skip(f"sequential CPU offload does not run here even without SafeSteer: {error}".splitlines()[0])
+        pytest.skip(
+            f"sequential CPU offload does not run here even without SafeSteer: {error}".splitlines()[0]
+        )
     steered = run(SafeSteer.wrap(build("sd")[0], sd_pack(), strength=2.0), kwargs)
     pipe = SafeSteer.wrap(pipe, sd_pack(), strength=2.0)
     pipe.enable_sequential_cpu_offload(device="cpu")

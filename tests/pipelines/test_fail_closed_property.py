@@ -23,7 +23,9 @@ from safesteer_diffusers.testing import FAMILIES, build
 from .support import LAYOUTS, TextInputRecorder, denoiser_of, generate, hidden_size, is_positive
 
 CROSS_ATTENTION_FAMILIES = ("sd", "sdxl", "animatediff")
-CASES = [(family, "conditioning") for family in FAMILIES] + [(f, "cross_attention") for f in CROSS_ATTENTION_FAMILIES]
+CASES = [(family, "conditioning") for family in FAMILIES] + [
+    (f, "cross_attention") for f in CROSS_ATTENTION_FAMILIES
+]
 STRENGTHS = (0.0, 0.5, 1.0, 2.5)
 STEPS = 24
 OPERATIONS = ("configure", "enter", "exit", "call", "bad", "replace")
@@ -38,8 +40,13 @@ def gated_pack(pipe, family: str) -> DirectionPack:
         dim = hidden_size(getattr(pipe, space))
         for name in directions:
             directions[name][space] = torch.randn(dim, generator=generator)
-    thresholds = {"global": dict.fromkeys(directions["global"], -1e6), "sexual": dict.fromkeys(directions["global"], 1e6)}
-    return DirectionPack.from_tensors(directions, thresholds=thresholds, target={"family": "sd" if family == "sd2" else family})
+    thresholds = {
+        "global": dict.fromkeys(directions["global"], -1e6),
+        "sexual": dict.fromkeys(directions["global"], 1e6),
+    }
+    return DirectionPack.from_tensors(
+        directions, thresholds=thresholds, target={"family": "sd" if family == "sd2" else family}
+    )
 
 
 class ConfigModel:
@@ -64,7 +71,9 @@ class ConfigModel:
         return config["strength"], sexual
 
 
-def expected_rows(base: torch.Tensor, pack: DirectionPack, family: str, strengths: tuple[float, float]) -> torch.Tensor:
+def expected_rows(
+    base: torch.Tensor, pack: DirectionPack, family: str, strengths: tuple[float, float]
+) -> torch.Tensor:
     """``base`` [T, D] plus the offset the strengths ask for, on each space's slice."""
     if strengths == (0.0, 0.0):
         return base
@@ -156,7 +165,9 @@ def test_random_operation_sequences_apply_exactly_the_configured_offsets(family,
             open_contexts.pop(key).__exit__(None, None, None)
             model.contexts = [(k, c) for k, c in model.contexts if k != key]
         elif operation == "bad":
-            bad = rng.choice([{"strength": 1e9}, {"spaces": ["bogus"]}, {"categories": {"nope": 1.0}}, {"strength": -1.0}])
+            bad = rng.choice(
+                [{"strength": 1e9}, {"spaces": ["bogus"]}, {"categories": {"nope": 1.0}}, {"strength": -1.0}]
+            )
             with pytest.raises(ValueError):
                 pipe.configure_safety(**bad)
         elif operation == "replace" and cross:
@@ -175,7 +186,9 @@ def test_random_operation_sequences_apply_exactly_the_configured_offsets(family,
             assert len(received) == len(baseline) > 0
             for index, (rows, base_rows) in enumerate(zip(received, baseline, strict=True)):
                 for row, (text, base) in enumerate(zip(rows, base_rows, strict=True)):
-                    positive = (row >= len(rows) // 2) if cross else is_positive(family, index, row, len(rows))
+                    positive = (
+                        (row >= len(rows) // 2) if cross else is_positive(family, index, row, len(rows))
+                    )
                     want = expected_rows(base, pack, family, strengths) if positive else base
                     assert torch.equal(text, want), f"step {step} call {index} row {row}: {strengths}"
             report = pipe.safety_report
@@ -193,4 +206,3 @@ def test_random_operation_sequences_apply_exactly_the_configured_offsets(family,
     if not cross:
         recorder.remove()
     assert np.array_equal(generate(pipe, kwargs), baseline_image)
-
