@@ -38,18 +38,10 @@ from .errors import InvalidPackError, UnverifiedPackWarning
 from .format import FORMAT_KEY, FORMAT_VERSION, GLOBAL, HASH_KEY, METADATA_KEY, PACK_FILENAME
 from .hub import push_pack, resolve_pack_file
 from .integrity import check_hash, content_hash
+from .metadata_rules import KNOWN_METADATA, PACK_KINDS, REQUIRED_METADATA, check_metadata
 from .model_card import model_card
 from .reader import in_stated_order, parse_metadata_text, read_pack_file, split_tensors
-from .validation import (
-    KNOWN_METADATA,
-    PACK_KINDS,
-    REQUIRED_METADATA,
-    check_centers,
-    check_directions,
-    check_metadata,
-    check_tensor_count,
-    check_thresholds,
-)
+from .validation import check_centers, check_directions, check_tensor_count, check_thresholds
 
 __all__ = ["KNOWN_METADATA", "PACK_KINDS", "REQUIRED_METADATA", "DirectionPack", "InvalidPackError"]
 
@@ -75,7 +67,7 @@ class DirectionPack:
         thresholds: Mapping[str, Mapping[str, float]] | None = None,
         centers: Mapping[str, torch.Tensor] | None = None,
     ):
-        # Every rule lives in packs/validation.py and raises InvalidPackError; a pack that constructs saves to
+        # Every rule lives in packs/validation.py (tensors) or packs/metadata_rules.py and raises InvalidPackError; a pack that constructs saves to
         # a file that loads back equal.
         self._vectors = check_directions(vectors)
         self._thresholds = check_thresholds(thresholds, self.names, self.spaces)
