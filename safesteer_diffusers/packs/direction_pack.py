@@ -67,8 +67,8 @@ class DirectionPack:
         thresholds: Mapping[str, Mapping[str, float]] | None = None,
         centers: Mapping[str, torch.Tensor] | None = None,
     ):
-        # Every rule lives in packs/validation.py (tensors) or packs/metadata_rules.py and raises InvalidPackError; a pack that constructs saves to
-        # a file that loads back equal.
+        # Every rule lives in packs/validation.py (tensors) or packs/metadata_rules.py and raises
+        # InvalidPackError; a pack that constructs saves to a file that loads back equal.
         self._vectors = check_directions(vectors)
         self._thresholds = check_thresholds(thresholds, self.names, self.spaces)
         self._centers = check_centers(centers, self.spaces)
