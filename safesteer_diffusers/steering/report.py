@@ -9,6 +9,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+OUTCOMES = {
+    "steered": "steered",
+    "below": "not steered (below threshold)",
+    "ungated": "gate off: steered unconditionally",
+    "off": "not requested (strength 0)",
+}
+"""The one vocabulary of reports, in the library, the CLI, the demo and the ComfyUI report node: a direction
+is *steered* (the gate let it through), *not steered (below threshold)*, *steered unconditionally* (gate off),
+or *not requested* (strength 0)."""
+
 
 @dataclass
 class DirectionDecision:
@@ -29,6 +39,26 @@ class DirectionDecision:
     scores: dict[str, float]
     thresholds: dict[str, float | None]
     configured: float = 0.0
+
+    def outcome(self, gate: bool) -> str:
+        """What happened to this direction, in the report's vocabulary (see :data:`OUTCOMES`)."""
+        if self.configured == 0:
+            return OUTCOMES["off"]
+        if not gate:
+            return OUTCOMES["ungated"]
+        return OUTCOMES["steered"] if self.strength != 0 else OUTCOMES["below"]
+
+    def score_text(self) -> str:
+        """Each space's score and, in words, where it stands against the pack's threshold."""
+        parts = []
+        for space, score in self.scores.items():
+            threshold = self.thresholds.get(space)
+            if threshold is None:
+                parts.append(f"{space} score {score:+.3f} (no threshold in the pack)")
+            else:
+                side = "above" if score > threshold else "not above"
+                parts.append(f"{space} score {score:+.3f}, {side} threshold {threshold:+.3f}")
+        return "; ".join(parts)
 
 
 @dataclass
@@ -92,22 +122,26 @@ class SteeringReport:
         return data
 
     def __str__(self) -> str:
+        gate = "gate on" if self.gate else "gate off"
+        state = "steering enabled" if self.enabled else "steering disabled (outputs as unwrapped)"
         lines = [
-            f"SafeSteer report: family={self.family} mode={self.mode} injection={self.injection} "
-            f"gate={'on' if self.gate else 'off'} enabled={self.enabled}"
+            f"SafeSteer report: {self.family}, mode {self.mode}, {self.injection} steering, {gate}, {state}"
         ]
         for prompt in self.prompts:
             label = repr(prompt.prompt) if prompt.prompt is not None else "(prompt_embeds)"
-            lines.append(
-                f"  row {prompt.row} {label}: {'steered by ' + ', '.join(prompt.fired) if prompt.steered else 'untouched'}"
-            )
+            if prompt.steered:
+                offsets = ", ".join(f"{space} {norm:.3g}" for space, norm in prompt.applied.items())
+                summary = f"steered by {', '.join(prompt.fired)} (offset norm per token: {offsets})"
+            elif self.gate and any(d.configured != 0 for d in prompt.directions):
+                summary = OUTCOMES["below"]
+            else:
+                summary = "not steered (strength 0)"
+            lines.append(f"  row {prompt.row} {label}: {summary}")
             for d in prompt.directions:
-                scores = ", ".join(
-                    f"{space}={score:.3f}"
-                    + (f">{d.thresholds[space]:.3f}" if d.thresholds.get(space) is not None else "")
-                    for space, score in d.scores.items()
+                lines.append(
+                    f"    {d.name:<17} {d.outcome(self.gate):<34} strength applied {d.strength:g} "
+                    f"(configured {d.configured:g}); {d.score_text()}"
                 )
-                lines.append(f"    {d.name:<18} strength={d.strength:g} fired={d.fired} score[{scores}]")
         if self.negative_steered:
             lines.append("  negative prompt: steered (negative_strength)")
         return "\n".join(lines)
