@@ -1,12 +1,19 @@
-"""What every SafeSteer node shares: the strength inputs and how they become a ``SteeringConfig``."""
+"""What every SafeSteer node shares: the strength inputs and how they become a validated ``SteeringConfig``.
+
+The nodes fail closed like the library: a strength that cannot be applied exactly (the pack has no such
+direction, a value out of bounds or toward the unsafe side) is an error when the node runs, never a value that
+is dropped, clamped or only logged.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 
 from safesteer_diffusers.packs.direction_pack import DirectionPack
 from safesteer_diffusers.packs.format import GLOBAL, I2P_CATEGORIES
-from safesteer_diffusers.steering.config import SteeringConfig
+from safesteer_diffusers.steering.conditioning import missing_directions
+from safesteer_diffusers.steering.config import MAX_STRENGTH, SteeringConfig
 
 CATEGORY = "safesteer"
 PACK_TYPE = "SAFESTEER_PACK"
@@ -15,7 +22,9 @@ LOGGER = logging.getLogger("safesteer")
 CATEGORY_INPUTS = {name.replace("-", "_").replace(" ", "_"): name for name in I2P_CATEGORIES}
 """Node input name -> pack category name (the seven I2P categories; input names are identifiers)."""
 
-_STRENGTH = {"min": -20.0, "max": 20.0, "step": 0.05}
+# The widgets cannot go below 0 or above the library's bound; ComfyUI's own validation refuses such values in
+# a submitted graph, and config_from_inputs refuses them when a node is called directly.
+_STRENGTH = {"min": 0.0, "max": MAX_STRENGTH, "step": 0.05}
 
 
 def strength_inputs() -> dict[str, tuple]:
@@ -26,7 +35,8 @@ def strength_inputs() -> dict[str, tuple]:
             {
                 "default": 1.0,
                 **_STRENGTH,
-                "tooltip": "Strength of the pack's global direction (positive = safer, 0 = off).",
+                "tooltip": "Strength of the pack's global direction (0 = off; the pack must have a global "
+                "direction otherwise).",
             },
         )
     }
@@ -36,7 +46,8 @@ def strength_inputs() -> dict[str, tuple]:
             {
                 "default": 0.0,
                 **_STRENGTH,
-                "tooltip": f"Strength of the {category!r} direction; ignored when the pack has none.",
+                "tooltip": f"Strength of the {category!r} direction (0 = off; the pack must have that "
+                "category otherwise).",
             },
         )
     inputs["mode"] = (["add", "project"], {"default": "add"})
@@ -53,11 +64,13 @@ def strength_inputs() -> dict[str, tuple]:
 def config_from_inputs(
     pack: DirectionPack, strength: float, mode: str, gate: bool, **categories
 ) -> SteeringConfig:
-    """A validated :class:`SteeringConfig` from node inputs; strengths the pack cannot use are dropped.
+    """A validated :class:`SteeringConfig` from node inputs; every nonzero strength must be applicable.
 
     Raises:
-        TypeError: when ``pack`` is not a ``DirectionPack`` (wrong link in the graph).
-        ValueError: on invalid values, or ``gate`` with a pack that has no thresholds.
+        TypeError: when ``pack`` is not a ``DirectionPack`` (wrong link in the graph), or on unknown inputs.
+        ValueError: a strength that is not finite, is negative or exceeds ``MAX_STRENGTH``; a nonzero strength
+            for a direction the pack does not have; any other refusal of :class:`SteeringConfig` (each message
+            names the inputs to change).
     """
     if not isinstance(pack, DirectionPack):
         raise TypeError(
@@ -67,21 +80,56 @@ def config_from_inputs(
     unknown = sorted(set(categories) - set(CATEGORY_INPUTS))
     if unknown:
         raise TypeError(f"Unknown strength inputs {unknown}; expected {sorted(CATEGORY_INPUTS)}.")
-    ignored = []
-    strengths = {}
-    for input_name, value in categories.items():
-        name = CATEGORY_INPUTS[input_name]
-        if name in pack.categories:
-            strengths[name] = float(value)
-        elif value:
-            ignored.append(name)
-    if GLOBAL not in pack.names and strength:
-        ignored.append(GLOBAL)
-    if ignored:
-        LOGGER.info("SafeSteer: this pack has no %s direction(s); their strengths are ignored.", ignored)
-    return SteeringConfig(
-        strength=float(strength) if GLOBAL in pack.names else 0.0,
-        categories=strengths,
+    _check_bounds({"strength": strength, **categories})
+    # Zero means "off": only nonzero category strengths are named, so a pack without a category the node
+    # has an input for is fine as long as that input stays 0.
+    config = SteeringConfig(
+        strength=float(strength),
+        categories={CATEGORY_INPUTS[name]: float(value) for name, value in categories.items() if value != 0},
         mode=mode,
         gate=bool(gate),
+        strength_limit=MAX_STRENGTH,
+        allow_toward_unsafe=False,
     )
+    missing = missing_directions(pack, config)
+    if missing:
+        raise ValueError(_missing_message(pack, missing))
+    return config
+
+
+def _input_name(direction: str) -> str:
+    if direction == GLOBAL:
+        return "strength"
+    return next((name for name, category in CATEGORY_INPUTS.items() if category == direction), direction)
+
+
+def _missing_message(pack: DirectionPack, missing: dict[str, float]) -> str:
+    inputs = [_input_name(name) for name in missing]
+    asked = ", ".join(
+        f"{_input_name(name)}={value:g} (the {name!r} direction)" for name, value in missing.items()
+    )
+    return (
+        f"SafeSteer: the pack has no direction for {asked}, so this steering cannot be applied. The pack's "
+        f"directions are {pack.names}. Set {' and '.join(inputs)} to 0, or load a pack built with "
+        f"{'this direction' if len(missing) == 1 else 'these directions'}."
+    )
+
+
+def _check_bounds(values: dict[str, object]) -> None:
+    # The same bound as SteeringConfig's strength_limit, checked here first so that the message names node
+    # inputs and the node's range; the nodes have no opt-out of the bound or of the unsafe side.
+    bad = {
+        name: value
+        for name, value in values.items()
+        if isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 <= value <= MAX_STRENGTH
+    }
+    if bad:
+        raise ValueError(
+            f"SafeSteer: strength inputs must be finite numbers from 0 to {MAX_STRENGTH:g}, got {bad}. "
+            "Strength 1 is about one benign standard deviation; useful values are 1-10. Set those inputs within "
+            f"0-{MAX_STRENGTH:g}. Negative strengths (toward the unsafe side) are refused by the nodes; for red-teaming use "
+            "the Python API (SteeringConfig(allow_toward_unsafe=True))."
+        )

@@ -1,12 +1,60 @@
-"""SafeSteer Conditioning (steer a ``CONDITIONING``) and SafeSteer Report (which categories fire, as text)."""
+"""SafeSteer Conditioning (steer a ``CONDITIONING``) and SafeSteer Report (what was applied, and the gate's view).
+
+SafeSteer Conditioning records in each entry it outputs the library's report of what it applied (under
+:data:`APPLIED_KEY`, with the tensor it produced); SafeSteer Report reads that record back, so the report states
+what was applied to *this* conditioning, never what a node was configured to do.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
 
 from safesteer_diffusers.packs.direction_pack import DirectionPack
 from safesteer_diffusers.steering.conditioning import TextSteerer
 from safesteer_diffusers.steering.config import SteeringConfig
+from safesteer_diffusers.steering.report import SteeringReport
 
 from .common import CATEGORY, PACK_TYPE, config_from_inputs, strength_inputs
+
+APPLIED_KEY = "safesteer_applied"
+"""Key of a CONDITIONING entry's dict under which SafeSteer Conditioning records what it applied. ComfyUI
+passes unknown keys along and no model reads this one."""
+
+
+@dataclass(frozen=True)
+class AppliedSteering:
+    """What one SafeSteer Conditioning node applied to one CONDITIONING entry.
+
+    Attributes:
+        report: the library's report of the call (per row: the offsets actually added, the strengths used).
+        tensor: the text tensor the node output; the record describes an entry only while it holds this tensor.
+        earlier: records of SafeSteer Conditioning nodes upstream whose output this node steered further.
+    """
+
+    report: SteeringReport
+    tensor: torch.Tensor
+    earlier: tuple[AppliedSteering, ...] = ()
+
+    def describes(self, tensor) -> bool:
+        """Whether ``tensor`` is still what the node output (a node in between may have replaced it)."""
+        if tensor is self.tensor:
+            return True
+        other = self.tensor
+        return (
+            isinstance(tensor, torch.Tensor)
+            and tensor.shape == other.shape
+            and tensor.dtype == other.dtype
+            and tensor.device == other.device
+            and torch.equal(tensor, other)
+        )
+
+
+def applied_record(tensor, extras) -> AppliedSteering | None:
+    """The record of what SafeSteer Conditioning applied to this entry, or ``None`` if none still holds."""
+    record = extras.get(APPLIED_KEY) if isinstance(extras, dict) else None
+    return record if isinstance(record, AppliedSteering) and record.describes(tensor) else None
 
 
 def _entries(conditioning):
@@ -39,44 +87,104 @@ class SafeSteerConditioning:
 
     def steer(self, conditioning, pack, strength, mode, gate, **categories):
         steerer = TextSteerer(pack, config_from_inputs(pack, strength, mode, gate, **categories))
+        entries = list(_entries(conditioning))
+        if not entries and not steerer.is_noop:
+            raise ValueError(
+                "SafeSteer Conditioning got an empty CONDITIONING, so the steering set on it cannot be applied. "
+                "Connect the positive prompt's CONDITIONING (from a CLIP Text Encode node)."
+            )
         out = []
-        for index, tensor, extras in _entries(conditioning):
+        for index, tensor, extras in entries:
             try:
-                steered, _ = steerer(tensor)
+                steered, report = steerer(tensor)
             except ValueError as error:
                 raise ValueError(f"CONDITIONING entry {index}: {error}") from error
             # A new list and dict: the input CONDITIONING (possibly cached by ComfyUI) is never modified.
-            out.append([steered, dict(extras)])
+            earlier = applied_record(tensor, extras)
+            record = AppliedSteering(report, steered, () if earlier is None else (*earlier.earlier, earlier))
+            out.append([steered, {**extras, APPLIED_KEY: record}])
         return (out,)
 
 
-def report_text(pack: DirectionPack, conditioning=None) -> str:
-    """The SafeSteer Report: the pack, then per prompt row the score, threshold and verdict of each direction.
+def _applied_lines(index: int, tensor, extras) -> list[str]:
+    record = applied_record(tensor, extras)
+    if record is None:
+        if isinstance(extras, dict) and APPLIED_KEY in extras:
+            return [
+                f"conditioning {index}: unknown: a node after SafeSteer Conditioning replaced these text states, "
+                "so what they hold was not applied by it. Connect the report right after SafeSteer Conditioning."
+            ]
+        return [
+            f"conditioning {index}: nothing applied by SafeSteer Conditioning (none upstream; a SafeSteer Model "
+            "applies its steering while sampling, not to the conditioning)."
+        ]
+    lines = []
+    for number, step in enumerate((*record.earlier, record), start=1):
+        prefix = f"conditioning {index}" + (f", SafeSteer Conditioning {number}" if record.earlier else "")
+        for row in step.report.prompts:
+            gated = [d.name for d in row.directions if d.configured != 0 and d.strength == 0]
+            if row.steered:
+                used = ", ".join(f"{d.name} {d.strength:g}" for d in row.directions if d.strength != 0)
+                offsets = ", ".join(f"{space} {norm:.4g}" for space, norm in row.applied.items())
+                also = f"; gated out: {', '.join(gated)}" if gated else ""
+                lines.append(f"{prefix}, row {row.row}: applied: {used}; offset norm added: {offsets}{also}")
+            elif gated:
+                lines.append(f"{prefix}, row {row.row}: applied: nothing (gated out: {', '.join(gated)})")
+            elif any(d.configured != 0 for d in row.directions):
+                lines.append(
+                    f"{prefix}, row {row.row}: applied: nothing (zero offset: nothing to clamp in 'project')"
+                )
+            else:
+                lines.append(f"{prefix}, row {row.row}: applied: nothing (every strength 0)")
+    return lines
 
-    Every direction is scored with strength 1 (so the text says what the gate decides for this prompt; the
-    steering nodes then apply the strengths you set to the directions that fire).
+
+def report_text(pack: DirectionPack, conditioning=None) -> str:
+    """The SafeSteer Report: the pack; per CONDITIONING entry what SafeSteer Conditioning applied to it (from
+    the library's report); then the gate check: per prompt row, each direction's score, threshold and verdict.
+
+    The gate check scores every direction on the text states as they arrive here (after steering, when they
+    were steered) and adds nothing to them: it says what ``gate=True`` would steer, not what was applied.
     """
     if not isinstance(pack, DirectionPack):
         raise TypeError(f"Expected a {PACK_TYPE} from 'Load SafeSteer Pack', got {type(pack).__name__}.")
     lines = [repr(pack)]
     if conditioning is None:
-        lines.append("Connect a CONDITIONING to see which categories fire for its prompt.")
+        lines.append(
+            "Connect a CONDITIONING to see what was applied to it and which categories fire for its prompt."
+        )
         return "\n".join(lines)
+    entries = list(_entries(conditioning))
+    for index, tensor, extras in entries:
+        lines.extend(_applied_lines(index, tensor, extras))
     gate = pack.has_gate
-    config = SteeringConfig(strength=1.0, categories={name: 1.0 for name in pack.categories}, gate=gate)
-    steerer = TextSteerer(pack, config)
+    # Every strength 0: the plan scores each direction and takes the gate's decision but adds no offset, so the
+    # report node itself never changes (or fails to change) any state.
+    steerer = TextSteerer(pack, SteeringConfig(strength=0.0, gate=gate))
+    steered_here = any(applied_record(tensor, extras) is not None for _, tensor, extras in entries)
+    lines.append(
+        "Gate check (what gate=True would steer; nothing here is applied)"
+        + (
+            ", scored on the text states as they arrive here, after the steering above:"
+            if steered_here
+            else ":"
+        )
+    )
     if not gate:
         lines.append(
-            "This pack has no gate thresholds: nothing is gated; every direction with a nonzero strength applies."
+            "This pack has no gate thresholds: the scores are compared with nothing (gate=True is refused)."
         )
-    for index, tensor, _ in _entries(conditioning):
+    for index, tensor, _ in entries:
         try:
             _, report = steerer(tensor)
         except ValueError as error:
             raise ValueError(f"CONDITIONING entry {index}: {error}") from error
         for row in report.prompts:
             if gate:
-                fired = ", ".join(row.fired) or "none (benign for every direction)"
+                fired = (
+                    ", ".join(d.name for d in row.directions if d.fired)
+                    or "none (benign for every direction)"
+                )
                 lines.append(f"conditioning {index}, row {row.row}: fired: {fired}")
             else:
                 lines.append(f"conditioning {index}, row {row.row}: scores (no gate)")
@@ -92,7 +200,7 @@ def report_text(pack: DirectionPack, conditioning=None) -> str:
 
 
 class SafeSteerReport:
-    """Show which categories fire for a prompt's CONDITIONING under the pack's gate, as text."""
+    """Show what SafeSteer Conditioning applied to a CONDITIONING, and which categories its gate would fire."""
 
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING",)
@@ -100,8 +208,10 @@ class SafeSteerReport:
     FUNCTION = "report"
     OUTPUT_NODE = True
     DESCRIPTION = (
-        "Scores the prompt's text states on every direction of the pack and shows, per prompt, which "
-        "categories pass the pack's benign-calibrated gate (the ones gate=True would steer)."
+        "For a CONDITIONING that went through SafeSteer Conditioning: per prompt, the directions and strengths "
+        "actually applied and the size of the offset added (from the library's report). Then the gate check: "
+        "the prompt's scores on every direction of the pack and which categories pass its benign-calibrated "
+        "gate (what gate=True would steer)."
     )
 
     @classmethod

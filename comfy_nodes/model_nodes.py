@@ -11,17 +11,24 @@ Where the text states are steered:
 
 Both see ``cond_or_uncond`` (0 = positive chunk, 1 = negative chunk of the batch), so only positive rows are
 steered, and the current sigma, compared with the start/end percent of the schedule.
+
+Fail closed: the pack is checked against the text width the model's config declares when the node runs; while
+sampling, a step whose text states the pack does not fit, a call without text states or without
+``cond_or_uncond``, and (through a ``sampler_post_cfg_function``) a step that steering should have reached but
+did not (e.g. a later node replaced the ``model_function_wrapper``) all raise
+:class:`~safesteer_diffusers.steering.errors.SteeringNotApplied` instead of sampling unsteered.
 """
 
 from __future__ import annotations
 
-from safesteer_diffusers.steering.conditioning import TextSteerer, cond_rows_from_chunks, layouts_for_tensor
+from safesteer_diffusers.steering.conditioning import TextSteerer, cond_rows_from_chunks
+from safesteer_diffusers.steering.errors import SteeringNotApplied
 
 from .common import CATEGORY, LOGGER, PACK_TYPE, config_from_inputs, strength_inputs
+from .model_info import diffusion_model, has_keyed_wrappers, is_unet, model_text_width, sigma_range
 
 WRAPPER_KEY = "safesteer"
 INJECTIONS = ("auto", "cross_attention", "model_wrapper")
-_WIDTH_KEYS = ("context_dim", "context_in_dim", "text_dim", "caption_channels", "cap_feat_dim")
 
 
 class SteeringCore:
@@ -30,13 +37,15 @@ class SteeringCore:
     Shared by every injection below. The same context object reaches every cross-attention layer of one
     model call, so the last result is kept and reused (one steering computation per step, not per layer).
     ComfyUI deep-copies ``model_options`` when it clones a model; this object is immutable configuration
-    plus that cache, so copies share it.
+    plus that cache and a count of the calls steered since the last step check, so copies share it.
     """
 
     def __init__(self, steerer: TextSteerer, sigma_range: tuple[float, float] | None = None):
         self.steerer = steerer
         self.sigma_range = sigma_range
+        self.mechanism = "its patch"
         self.last_report = None
+        self.calls = 0
         self._cache: tuple | None = None
         self._active: tuple | None = None
 
@@ -53,21 +62,81 @@ class SteeringCore:
         return active
 
     def steer(self, context, cond_or_uncond):
-        """``context`` with its positive rows steered (``context`` itself when nothing changes)."""
+        """``context`` with its positive rows steered (``context`` itself when nothing changes).
+
+        Raises:
+            SteeringNotApplied: no text states to steer, no ``cond_or_uncond`` to find the positive rows by
+                (steering every row would steer the negative prompt too, which guidance then cancels), or text
+                states the pack does not fit.
+        """
         if self.steerer.is_noop:
             return context
-        key = None if cond_or_uncond is None else tuple(int(c) for c in cond_or_uncond)
+        if context is None:
+            raise SteeringNotApplied(
+                "SafeSteer Model: the model was called without text states (no c_crossattn / cross-attention "
+                "context), so the steering set on it cannot be applied. Connect a text CONDITIONING to the "
+                "sampler, or remove SafeSteer Model from a model that is not text-conditioned."
+            )
+        if cond_or_uncond is None:
+            raise SteeringNotApplied(
+                "SafeSteer Model: the model was called without ComfyUI's cond_or_uncond, so the positive prompt "
+                "rows cannot be told from the negative ones and steering cannot be applied to the positive "
+                "prompt only. Sample with ComfyUI's samplers, or steer the prompt with SafeSteer Conditioning."
+            )
+        key = tuple(int(c) for c in cond_or_uncond)
         cached = self._cache
         if cached is not None and cached[0] is context and cached[1] == key:
+            self.calls += 1
             return cached[2]
-        rows = cond_rows_from_chunks(key, int(context.shape[0]))
-        steered, report = self.steerer(context, rows)
+        try:
+            rows = cond_rows_from_chunks(key, int(context.shape[0]))
+            steered, report = self.steerer(context, rows)
+        except ValueError as error:
+            raise SteeringNotApplied(
+                f"SafeSteer Model could not steer the text states this model received, shape "
+                f"{tuple(context.shape)}: {error} Sampling was stopped rather than run unsteered."
+            ) from error
         self.last_report = report
         self._cache = (context, key, steered)
+        self.calls += 1
         return steered
+
+    def check_step(self, sigma) -> None:
+        """After a sampling step: raise if steering was due at this step and no model call reached it.
+
+        Raises:
+            SteeringNotApplied: the step ran without going through the steering (its mechanism was replaced
+                or bypassed after the node ran).
+        """
+        calls, self.calls = self.calls, 0
+        if self.steerer.is_noop or not self.active(sigma):
+            return
+        if calls == 0:
+            value = float(sigma.reshape(-1)[0]) if hasattr(sigma, "reshape") else sigma
+            raise SteeringNotApplied(
+                f"SafeSteer Model: steering was due at this sampling step (sigma {value}) but no model call went "
+                f"through {self.mechanism}. A node after SafeSteer Model probably replaced it (an older ComfyUI "
+                "keeps one model_function_wrapper: put SafeSteer Model after such nodes), or the step skipped the "
+                "model's cross-attention (e.g. a step cache). Sampling was stopped rather than run unsteered; use "
+                "injection='model_wrapper', or steer the prompt with SafeSteer Conditioning."
+            )
 
     def to(self, device):
         return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+class StepCheck:
+    """``sampler_post_cfg_function``: after each CFG step, :meth:`SteeringCore.check_step`; output unchanged."""
+
+    def __init__(self, core: SteeringCore):
+        self.core = core
+
+    def __call__(self, args):
+        self.core.check_step(args.get("sigma"))
+        return args["denoised"]
 
     def __deepcopy__(self, memo):
         return self
@@ -80,11 +149,18 @@ class CrossAttentionPatch:
         self.core = core
 
     def __call__(self, q, context, value, extra_options):
-        if context is None or not self.core.active(extra_options.get("sigmas")):
+        if self.core.steerer.is_noop or not self.core.active(extra_options.get("sigmas")):
             return q, context, value
+        if value is not None and value is not context:
+            # ComfyUI starts value as the context itself; another attn2 patch before ours replaced it, and the
+            # attention values would then come from unsteered text.
+            raise SteeringNotApplied(
+                "SafeSteer Model: another attn2 patch before it replaced the cross-attention values, so steering "
+                "the text states would reach the attention keys only. Use injection='model_wrapper' (steers the "
+                "text before every attention patch), or steer the prompt with SafeSteer Conditioning."
+            )
         steered = self.core.steer(context, extra_options.get("cond_or_uncond"))
-        # value starts as the same tensor as context; a value another patch replaced is left alone.
-        return q, steered, steered if value is context else value
+        return q, steered, steered
 
     def to(self, device):
         return self
@@ -102,9 +178,9 @@ class ModelFunctionWrapper:
 
     def __call__(self, apply_model, args):
         c = args["c"]
-        if c.get("c_crossattn") is not None and self.core.active(args.get("timestep")):
+        if not self.core.steerer.is_noop and self.core.active(args.get("timestep")):
             c = dict(c)
-            c["c_crossattn"] = self.core.steer(c["c_crossattn"], args.get("cond_or_uncond"))
+            c["c_crossattn"] = self.core.steer(c.get("c_crossattn"), args.get("cond_or_uncond"))
             args = {**args, "c": c}
         if self.previous is not None:
             return self.previous(apply_model, args)
@@ -137,74 +213,12 @@ class ApplyModelWrapper:
         **kwargs,
     ):
         transformer_options = {} if transformer_options is None else transformer_options
-        if c_crossattn is not None and self.core.active(t):
+        if not self.core.steerer.is_noop and self.core.active(t):
             c_crossattn = self.core.steer(c_crossattn, transformer_options.get("cond_or_uncond"))
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
 
     def __deepcopy__(self, memo):
         return self
-
-
-def diffusion_model(model):
-    """The denoiser module inside a ComfyUI ``ModelPatcher`` (``None`` if it cannot be found)."""
-    getter = getattr(model, "get_model_object", None)
-    if callable(getter):
-        try:
-            return getter("diffusion_model")
-        except (AttributeError, KeyError):
-            pass
-    return getattr(getattr(model, "model", None), "diffusion_model", None)
-
-
-def is_unet(model) -> bool:
-    """Whether the denoiser is ComfyUI's UNet, whose cross-attention layers honour ``attn2`` patches."""
-    module = diffusion_model(model)
-    return any(
-        cls.__name__ == "UNetModel" and cls.__module__.endswith("openaimodel") for cls in type(module).__mro__
-    )
-
-
-def model_text_width(model) -> int | None:
-    """Width of the text states the model expects (from its ``unet_config``), or ``None`` if unknown."""
-    base = getattr(model, "model", None)
-    config = getattr(getattr(base, "model_config", None), "unet_config", None)
-    if not isinstance(config, dict):
-        return None
-    for key in _WIDTH_KEYS:
-        value = config.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    embedder = config.get("context_embedder_config")  # SD3 (MMDiT): a Linear from the text width
-    if isinstance(embedder, dict):
-        value = embedder.get("params", {}).get("in_features")
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
-def sigma_range(model, start_percent: float, end_percent: float) -> tuple[float, float] | None:
-    """``(sigma_start, sigma_end)`` for a part of the schedule, or ``None`` for the whole of it."""
-    if not (0.0 <= start_percent <= end_percent <= 1.0):
-        raise ValueError(
-            f"start_percent and end_percent must satisfy 0 <= start <= end <= 1, got {start_percent} and "
-            f"{end_percent}."
-        )
-    if start_percent == 0.0 and end_percent == 1.0:
-        return None
-    getter = getattr(model, "get_model_object", None)
-    sampling = getter("model_sampling") if callable(getter) else model.model.model_sampling
-    return float(sampling.percent_to_sigma(start_percent)), float(sampling.percent_to_sigma(end_percent))
-
-
-def has_keyed_wrappers(model) -> bool:
-    """Whether the running ComfyUI has keyed model wrappers (``add_wrapper_with_key``, late 2024 on)."""
-    if not callable(getattr(model, "add_wrapper_with_key", None)):
-        return False
-    try:
-        from comfy.patcher_extension import WrappersMP
-    except ImportError:
-        return False
-    return hasattr(WrappersMP, "APPLY_MODEL")
 
 
 def install(model, core: SteeringCore, injection: str = "auto"):
@@ -232,21 +246,38 @@ def install(model, core: SteeringCore, injection: str = "auto"):
     clone = model.clone()
     if injection == "cross_attention":
         clone.set_model_attn2_patch(CrossAttentionPatch(core))
-        return clone, "attn2_patch"
+        return _with_step_check(clone, core, "attn2_patch")
     if has_keyed_wrappers(clone):
         from comfy.patcher_extension import WrappersMP
 
         clone.add_wrapper_with_key(WrappersMP.APPLY_MODEL, WRAPPER_KEY, ApplyModelWrapper(core))
-        return clone, "apply_model_wrapper"
+        return _with_step_check(clone, core, "apply_model_wrapper")
     if callable(getattr(clone, "set_model_unet_function_wrapper", None)):
         previous = clone.model_options.get("model_function_wrapper")
         clone.set_model_unet_function_wrapper(ModelFunctionWrapper(core, previous))
-        return clone, "model_function_wrapper"
+        return _with_step_check(clone, core, "model_function_wrapper")
     raise ValueError(
         f"This ComfyUI cannot steer a {type(diffusion_model(model)).__name__} model: it has neither keyed model "
         "wrappers nor model_function_wrapper. Steer the prompt instead: put a 'SafeSteer Conditioning' node "
         "between the positive text encoder and the sampler."
     )
+
+
+def _with_step_check(clone, core: SteeringCore, how: str):
+    core.mechanism = f"its {how}"
+    if core.steerer.is_noop:
+        return clone, how
+    # A post-CFG function runs once per sampling step whatever wrappers later nodes install (they are
+    # appended to a list), so it can tell when the steering above was bypassed.
+    if callable(getattr(clone, "set_model_sampler_post_cfg_function", None)):
+        clone.set_model_sampler_post_cfg_function(StepCheck(core))
+    else:
+        LOGGER.warning(
+            "SafeSteer Model: this ComfyUI has no sampler_post_cfg_function, so a step that bypasses the "
+            "steering (a later node replacing %s) cannot be detected.",
+            how,
+        )
+    return clone, how
 
 
 class SafeSteerModel:
@@ -289,11 +320,23 @@ class SafeSteerModel:
     ):
         config = config_from_inputs(pack, strength, mode, gate, **categories)
         steerer = TextSteerer(pack, config)
-        width = model_text_width(model)
-        if width is not None:
+        declared = model_text_width(model)
+        if declared is not None:
             # Only the feature layout is known before sampling; token positions are checked per step.
-            layouts_for_tensor(pack, width, None, spaces=config.spaces)
+            width, source = declared
+            try:
+                steerer.check_width(width)
+            except ValueError as error:
+                raise ValueError(
+                    f"SafeSteer Model: this model's text states are {width} wide ({source}), and the pack does "
+                    f"not fit them. {error}"
+                ) from error
+        elif not steerer.is_noop:
+            LOGGER.warning(
+                "SafeSteer Model: this model's config does not declare its text width, so the pack is checked "
+                "on the first sampling step (which stops with an error if the pack does not fit)."
+            )
         core = SteeringCore(steerer, sigma_range(model, start_percent, end_percent))
         clone, how = install(model, core, injection)
-        LOGGER.info("SafeSteer: steering the model through %s (%s).", how, config)
+        LOGGER.info("SafeSteer: SafeSteer Model installed through %s, configured %s.", how, config)
         return (clone,)

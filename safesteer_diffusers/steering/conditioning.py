@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import torch
 
 from safesteer_diffusers.packs.direction_pack import DirectionPack
+from safesteer_diffusers.packs.format import GLOBAL
 
 from .config import SteeringConfig
 from .layout import SpaceLayout
@@ -41,6 +42,19 @@ def pack_family(pack: DirectionPack) -> str | None:
     """The target family a pack was built for (``metadata["target"]["family"]``), or ``None``."""
     family = pack.metadata.get("target", {}).get("family")
     return family if isinstance(family, str) and family else None
+
+
+def missing_directions(pack: DirectionPack, config: SteeringConfig) -> dict[str, float]:
+    """Directions ``config`` gives a nonzero strength that ``pack`` does not have: name -> strength asked.
+
+    Steering with them would apply less than asked, so :class:`TextSteerer` refuses them; a host whose inputs
+    are named differently (the ComfyUI nodes) calls this first to say which of its inputs to change.
+    ``negative_strength`` asks for the ``"global"`` direction too.
+    """
+    asked = {name: value for name, value in config.strengths.items() if value != 0}
+    if config.negative_strength != 0:
+        asked.setdefault(GLOBAL, config.negative_strength)
+    return {name: value for name, value in asked.items() if name not in pack.names}
 
 
 def _is_sd3(spaces: dict[str, int], width: int, family: str | None) -> bool:
@@ -200,6 +214,18 @@ class TextSteerer:
     def is_noop(self) -> bool:
         """True when nothing can change: disabled, or every strength (and ``negative_strength``) is zero."""
         return not self.config.enabled or (self._reference.is_noop and self.config.negative_strength == 0)
+
+    def check_width(self, width: int) -> list[SpaceLayout]:
+        """The feature layout of this pack in text states ``width`` wide, known before any tensor is seen.
+
+        For hosts that know the denoiser's text width ahead of sampling (a ComfyUI model's config): a pack that
+        does not fit fails when steering is set up, not at the first step. Token positions (SD3's CLIP/T5
+        boundary) are only known from a tensor and are checked on every call.
+
+        Raises:
+            ValueError: the pack does not fit ``width`` (the message names both and the fix).
+        """
+        return layouts_for_tensor(self.pack, width, None, self.family, spaces=self.config.spaces)
 
     def layouts(self, hidden: torch.Tensor) -> list[SpaceLayout]:
         """The layouts of this pack's spaces in ``hidden`` (see :func:`layouts_for_tensor`)."""

@@ -154,11 +154,24 @@ class TinyTextDiT(torch.nn.Module):
         return x * 0.5 + (text + time)[:, :, None, None]
 
 
-def tiny_dit_patcher(env: SimpleNamespace, seed: int = 0, context_dim: int = CONTEXT_DIM):
-    """A real ComfyUI ``BaseModel``/``ModelPatcher`` whose denoiser is :class:`TinyTextDiT` (a non-UNet)."""
+def tiny_dit_patcher(
+    env: SimpleNamespace,
+    seed: int = 0,
+    context_dim: int = CONTEXT_DIM,
+    *,
+    width_key: str | None = "context_dim",
+):
+    """A real ComfyUI ``BaseModel``/``ModelPatcher`` whose denoiser is :class:`TinyTextDiT` (a non-UNet).
+
+    ``width_key`` is the ``unet_config`` key that declares the text width (``"context_in_dim"`` as Flux's
+    config does), or ``None`` for a model whose config does not say it (as LTX-Video's).
+    """
     comfy = env.comfy
     config = tiny_unet_config(context_dim)
     config["disable_unet_model_creation"] = True
+    del config["context_dim"]
+    if width_key is not None:
+        config[width_key] = context_dim
     model_config = comfy.supported_models.SD15(config)
     model = comfy.model_base.BaseModel(model_config, device="cpu")
     model.diffusion_model = TinyTextDiT(context_dim, seed=seed)
@@ -188,6 +201,16 @@ def tiny_pack(
     return DirectionPack.from_tensors(
         directions, thresholds=gate, target={"family": "sd", "model_id": "tiny/sd15"}
     )
+
+
+def pack_without(
+    dim: int = CONTEXT_DIM, *, seed: int = 1, categories: tuple[str, ...] = ("sexual",), global_: bool = False
+) -> DirectionPack:
+    """A pack with only ``categories`` (and a global direction only when ``global_``): directions it lacks."""
+    generator = torch.Generator().manual_seed(seed)
+    names = (("global",) if global_ else ()) + categories
+    directions = {name: {"text_encoder": torch.randn(dim, generator=generator)} for name in names}
+    return DirectionPack.from_tensors(directions, target={"family": "sd", "model_id": "tiny/sd15"})
 
 
 def conditioning(tensor: torch.Tensor, **extras) -> list:

@@ -22,11 +22,12 @@ from safesteer_diffusers.steering.conditioning import (
     layouts_for_tensor,
     steer_text,
 )
-from safesteer_diffusers.steering.config import SteeringConfig
+from safesteer_diffusers.steering.config import MAX_STRENGTH, SteeringConfig
 from safesteer_diffusers.steering.layout import SpaceLayout
-from tests.comfy.support import OUR_NODES, REPO_ROOT, conditioning, strengths, tiny_pack
+from tests.comfy.support import OUR_NODES, REPO_ROOT, conditioning, pack_without, strengths, tiny_pack
 
 L, G, T5 = 8, 12, 24  # stand-ins for CLIP-L 768, CLIP-G 1280, T5 4096
+CATEGORY_INPUTS = ("hate", "harassment", "violence", "self_harm", "sexual", "shocking", "illegal_activity")
 
 
 def multi_pack(spaces: dict[str, int], family: str | None = None, seed: int = 3) -> DirectionPack:
@@ -205,13 +206,118 @@ def test_conditioning_node_adds_strength_times_vector_and_keeps_pooled_output():
     assert zero[0][0] is tensor
 
 
-def test_conditioning_node_ignores_categories_the_pack_lacks():
+def test_conditioning_node_refuses_categories_the_pack_lacks():
+    # Was test_conditioning_node_ignores_categories_the_pack_lacks: a strength for a missing category used to be
+    # dropped with an INFO log (steering less than asked); it is now an error naming the input to change.
     from comfy_nodes.conditioning_nodes import SafeSteerConditioning
 
     pack = tiny_pack(32, categories=("sexual",))
     tensor = torch.randn(1, 4, 32)
-    (out,) = SafeSteerConditioning().steer(conditioning(tensor), pack, **strengths(0.0, hate=3.0, sexual=1.0))
+    with pytest.raises(ValueError) as error:
+        SafeSteerConditioning().steer(conditioning(tensor), pack, **strengths(0.0, hate=3.0, sexual=1.0))
+    message = str(error.value)
+    assert "has no direction for hate=3 (the 'hate' direction)" in message
+    assert "['global', 'sexual']" in message and "Set hate to 0" in message
+    # At 0 the missing category is simply off; the others are applied exactly.
+    (out,) = SafeSteerConditioning().steer(conditioning(tensor), pack, **strengths(0.0, hate=0.0, sexual=1.0))
     assert torch.equal(out[0][0], tensor + pack.direction("text_encoder", "sexual"))
+
+
+def test_conditioning_node_refuses_strength_on_a_pack_without_global_direction():
+    from comfy_nodes.conditioning_nodes import SafeSteerConditioning
+
+    pack = pack_without(32, categories=("sexual", "self-harm"))
+    tensor = torch.randn(2, 5, 32)
+    with pytest.raises(ValueError) as error:
+        SafeSteerConditioning().steer(conditioning(tensor), pack, **strengths(1.0))  # the default strength
+    message = str(error.value)
+    assert "has no direction for strength=1 (the 'global' direction)" in message
+    assert "Set strength to 0" in message and "load a pack built with this direction" in message
+    with pytest.raises(
+        ValueError, match=r"strength=2 .*, self_harm=0\.5 \(the 'self-harm'.*Set strength and"
+    ):
+        SafeSteerConditioning().steer(
+            conditioning(tensor), pack_without(32, categories=("sexual",)), **strengths(2.0, self_harm=0.5)
+        )
+    (out,) = SafeSteerConditioning().steer(conditioning(tensor), pack, **strengths(0.0, self_harm=2.0))
+    assert torch.equal(out[0][0], tensor + 2.0 * pack.direction("text_encoder", "self-harm"))
+
+
+@pytest.mark.parametrize(
+    "inputs, found",
+    [
+        ({"strength": 1e30}, "'strength': 1e+30"),
+        ({"strength": float("inf")}, "'strength': inf"),
+        ({"strength": float("nan")}, "'strength': nan"),
+        ({"strength": 20.5}, "'strength': 20.5"),
+        ({"strength": 0.0, "sexual": 1e30}, "'sexual': 1e+30"),
+        ({"strength": -1.0}, "'strength': -1.0"),
+        ({"strength": 0.0, "violence": -0.5}, "'violence': -0.5"),
+    ],
+)
+def test_strengths_out_of_bounds_or_toward_unsafe_are_refused(inputs, found):
+    from comfy_nodes.conditioning_nodes import SafeSteerConditioning
+
+    tensor = torch.randn(1, 4, 32)
+    with pytest.raises(ValueError) as error:
+        SafeSteerConditioning().steer(conditioning(tensor), tiny_pack(32), **strengths(**inputs))
+    message = str(error.value)
+    assert found in message and "from 0 to 20" in message and "Set those inputs within 0-20" in message
+    assert "Negative strengths (toward the unsafe side) are refused" in message
+
+
+def test_strength_inputs_are_bounded_like_the_library():
+    from comfy_nodes import NODE_CLASS_MAPPINGS
+
+    for name in ("SafeSteerModel", "SafeSteerConditioning"):
+        required = NODE_CLASS_MAPPINGS[name].INPUT_TYPES()["required"]
+        for key in ("strength", *CATEGORY_INPUTS):
+            assert required[key][1]["min"] == 0.0 and required[key][1]["max"] == MAX_STRENGTH, (name, key)
+    # The bound itself is accepted and applied exactly.
+    from comfy_nodes.conditioning_nodes import SafeSteerConditioning
+
+    pack, tensor = tiny_pack(32), torch.randn(1, 4, 32)
+    (out,) = SafeSteerConditioning().steer(conditioning(tensor), pack, **strengths(MAX_STRENGTH))
+    assert torch.equal(out[0][0], tensor + MAX_STRENGTH * pack.direction("text_encoder"))
+
+
+def test_config_from_inputs_builds_the_library_config_with_its_bounds():
+    from comfy_nodes.common import config_from_inputs
+
+    config = config_from_inputs(tiny_pack(32), **strengths(1.5, sexual=2.0))
+    assert config.strength == 1.5 and config.categories == {"sexual": 2.0}
+    assert config.strength_limit == MAX_STRENGTH and config.allow_toward_unsafe is False
+
+
+def test_conditioning_node_refuses_all_zero_vectors():
+    from comfy_nodes.conditioning_nodes import SafeSteerConditioning
+
+    pack = DirectionPack.from_tensors(
+        {"global": {"text_encoder": torch.zeros(32)}, "sexual": {"text_encoder": torch.randn(32)}}
+    )
+    with pytest.raises(
+        ValueError, match=r"\['global.text_encoder'\] are all zeros.*set those strengths to 0"
+    ):
+        SafeSteerConditioning().steer(conditioning(torch.randn(1, 4, 32)), pack, **strengths(1.0))
+
+
+def test_conditioning_node_refuses_an_empty_conditioning_when_steering_is_set():
+    from comfy_nodes.conditioning_nodes import SafeSteerConditioning
+
+    with pytest.raises(ValueError, match="empty CONDITIONING.*Connect the positive prompt"):
+        SafeSteerConditioning().steer([], tiny_pack(32), **strengths(1.0))
+    assert SafeSteerConditioning().steer([], tiny_pack(32), **strengths(0.0)) == ([],)
+
+
+def test_non_finite_steered_states_raise_instead_of_returning():
+    from comfy_nodes.conditioning_nodes import SafeSteerConditioning
+    from safesteer_diffusers.steering.errors import SteeringNotApplied
+
+    # Within bounds, but half-precision states near their maximum overflow: the call raises, nothing returns.
+    tensor = torch.full((1, 4, 32), 65504.0, dtype=torch.float16)
+    pack = tiny_pack(32)
+    with pytest.raises(SteeringNotApplied, match="non-finite"):
+        SafeSteerConditioning().steer(conditioning(tensor), pack, **strengths(MAX_STRENGTH))
 
 
 def test_conditioning_node_errors_are_clear():
@@ -243,6 +349,106 @@ def test_report_node_says_which_categories_fire():
     assert "Connect a CONDITIONING" in only_pack
     no_gate = SafeSteerReport().report(tiny_pack(32), conditioning(benign))["result"][0]
     assert "no gate thresholds" in no_gate
+
+
+def _gated_rows(pack: DirectionPack, name: str) -> torch.Tensor:
+    # Row 0 benign (below every threshold), row 1 far on the unsafe side of `name` only.
+    unit = pack.direction("text_encoder", name) / pack.direction("text_encoder", name).norm()
+    benign = torch.zeros(1, 5, 32)
+    return torch.cat([benign, benign - 4.0 * unit])
+
+
+def test_report_node_states_what_was_applied_not_what_was_configured():
+    from comfy_nodes.conditioning_nodes import SafeSteerConditioning, SafeSteerReport
+
+    pack = tiny_pack(32, thresholds={name: 1.0 for name in ("global", *tiny_pack(32).categories)})
+    tensor = _gated_rows(pack, "sexual")
+    (steered,) = SafeSteerConditioning().steer(
+        conditioning(tensor), pack, **{**strengths(0.0, sexual=2.0), "gate": True}
+    )
+    # Configured: sexual=2 on both rows. Applied: row 1 only (row 0 is gated out), by exactly 2 * v.
+    vector = pack.direction("text_encoder", "sexual")
+    assert torch.equal(steered[0][0][0], tensor[0])
+    assert torch.equal(steered[0][0][1], tensor[1] + 2.0 * vector)
+    text = SafeSteerReport().report(pack, steered)["result"][0]
+    lines = text.splitlines()
+    assert "conditioning 0, row 0: applied: nothing (gated out: sexual)" in lines
+    norm = float((steered[0][0][1] - tensor[1]).float().norm(dim=-1).mean())
+    assert f"conditioning 0, row 1: applied: sexual 2; offset norm added: text_encoder {norm:.4g}" in lines
+    assert (
+        "Gate check (what gate=True would steer; nothing here is applied), scored on the text states as they "
+        "arrive here, after the steering above:" in lines
+    )
+
+    # Nothing upstream: nothing applied, whatever a steering node elsewhere is configured to do.
+    plain = SafeSteerReport().report(pack, conditioning(tensor))["result"][0]
+    assert (
+        "conditioning 0: nothing applied by SafeSteer Conditioning" in plain
+        and "applied: sexual" not in plain
+    )
+    # Strength 0: the node ran and applied nothing.
+    (zero,) = SafeSteerConditioning().steer(conditioning(tensor), pack, **strengths(0.0))
+    zero_text = SafeSteerReport().report(pack, zero)["result"][0]
+    assert "conditioning 0, row 0: applied: nothing (every strength 0)" in zero_text.splitlines()
+    # A node after SafeSteer Conditioning replaced the text states: the record no longer describes them.
+    replaced = [[steered[0][0] * 0.5, steered[0][1]]]
+    replaced_text = SafeSteerReport().report(pack, replaced)["result"][0]
+    assert (
+        "conditioning 0: unknown: a node after SafeSteer Conditioning replaced these text states"
+        in replaced_text
+    )
+    # Two nodes in a row: both are reported, in order.
+    (twice,) = SafeSteerConditioning().steer(steered, pack, **strengths(1.0))
+    twice_lines = SafeSteerReport().report(pack, twice)["result"][0].splitlines()
+    assert (
+        "conditioning 0, SafeSteer Conditioning 1, row 0: applied: nothing (gated out: sexual)" in twice_lines
+    )
+    assert any(
+        line.startswith("conditioning 0, SafeSteer Conditioning 2, row 0: applied: global 1;")
+        for line in twice_lines
+    )
+
+
+def test_the_applied_record_is_the_library_report_of_the_call():
+    from comfy_nodes.conditioning_nodes import APPLIED_KEY, AppliedSteering, SafeSteerConditioning
+
+    pack, tensor = tiny_pack(32), torch.randn(2, 3, 32)
+    (out,) = SafeSteerConditioning().steer(conditioning(tensor, pooled_output=None), pack, **strengths(1.5))
+    record = out[0][1][APPLIED_KEY]
+    assert isinstance(record, AppliedSteering) and record.tensor is out[0][0] and record.earlier == ()
+    assert [row.steered for row in record.report.prompts] == [True, True]
+    expected = float((1.5 * pack.direction("text_encoder")).norm())
+    assert all(
+        row.applied["text_encoder"] == pytest.approx(expected, rel=1e-5) for row in record.report.prompts
+    )
+
+
+# ---------------------------------------------------------------------- library helpers the nodes use
+def test_missing_directions_names_every_nonzero_strength_the_pack_lacks():
+    from safesteer_diffusers.steering.conditioning import missing_directions
+
+    pack = pack_without(32, categories=("sexual",))
+    assert missing_directions(
+        pack, SteeringConfig(strength=1.0, categories={"hate": 2.0, "sexual": 1.0})
+    ) == {
+        "global": 1.0,
+        "hate": 2.0,
+    }
+    assert (
+        missing_directions(pack, SteeringConfig(strength=0.0, categories={"hate": 0.0, "sexual": 1.0})) == {}
+    )
+    assert missing_directions(pack, SteeringConfig(strength=0.0, negative_strength=-1.0)) == {"global": -1.0}
+    assert missing_directions(tiny_pack(32), SteeringConfig(strength=3.0)) == {}
+
+
+def test_text_steerer_check_width_refuses_a_width_the_pack_does_not_fit():
+    steerer = TextSteerer(tiny_pack(64), SteeringConfig(strength=1.0))
+    assert steerer.check_width(64) == [SpaceLayout("text_encoder", 64)]
+    with pytest.raises(ValueError) as error:
+        steerer.check_width(4096)
+    message = str(error.value)
+    assert "{'text_encoder': 64}" in message and "[B, T, 4096]" in message
+    assert "Use a pack built for this model" in message
 
 
 def test_steering_nodes_expose_global_and_seven_category_strengths():

@@ -21,6 +21,7 @@ from tests.comfy.support import (
     cond_uncond_step,
     conditioning,
     ksample,
+    pack_without,
     strengths,
     tiny_dit_patcher,
     tiny_pack,
@@ -145,6 +146,144 @@ def test_pack_dims_that_do_not_match_the_model_give_a_clear_error(env):
     with pytest.raises(ValueError, match="gate=True needs a gate threshold"):
         steer_model(model, tiny_pack(), 1.0, gate=True)
     assert model.model_options == {"transformer_options": {}}
+
+
+def test_missing_direction_is_an_error_when_the_model_node_runs(env):
+    # Used to be an INFO log and a strength silently dropped: now the node fails at patch time.
+    model = tiny_unet_patcher(env)
+    with pytest.raises(ValueError) as error:
+        steer_model(model, tiny_pack(categories=("sexual",)), 0.0, hate=3.0)
+    assert "has no direction for hate=3 (the 'hate' direction)" in str(error.value)
+    assert "Set hate to 0" in str(error.value)
+    with pytest.raises(ValueError) as error:
+        steer_model(model, pack_without(categories=("sexual",)), 1.0)
+    assert "has no direction for strength=1 (the 'global' direction)" in str(error.value)
+    assert "Set strength to 0" in str(error.value)
+    assert model.model_options == {"transformer_options": {}}
+
+
+@pytest.mark.parametrize("strength", [1e30, float("nan"), -1.0, 20.5])
+def test_strength_out_of_bounds_is_an_error_when_the_model_node_runs(env, strength):
+    model = tiny_unet_patcher(env)
+    with pytest.raises(ValueError, match="strength inputs must be finite numbers from 0 to 20"):
+        steer_model(model, tiny_pack(), strength)
+    assert model.model_options == {"transformer_options": {}}
+
+
+def test_pack_wider_or_narrower_than_a_dit_declares_is_an_error_at_patch_time(env):
+    # The tester's case: a 64-d pack on a DiT whose config declares a 4096-wide text space (Flux's key).
+    model = tiny_dit_patcher(env, context_dim=4096, width_key="context_in_dim")
+    with pytest.raises(ValueError) as error:
+        steer_model(model, tiny_pack(64), 1.0)
+    message = str(error.value)
+    assert "this model's text states are 4096 wide (unet_config['context_in_dim'])" in message
+    assert "{'text_encoder': 64}" in message and "[B, T, 4096]" in message
+    assert "Use a pack built for this model" in message
+    assert model.model_options == {"transformer_options": {}}
+    # A pack of the declared width is accepted and steers.
+    assert steer_model(model, tiny_pack(4096), 1.0) is not model
+
+
+def test_sd3_style_config_declares_its_width_through_the_context_embedder(env):
+    from comfy_nodes.model_nodes import model_text_width
+
+    model = tiny_dit_patcher(env, width_key=None)
+    assert model_text_width(model) is None
+    model.model.model_config.unet_config["context_embedder_config"] = {"params": {"in_features": 48}}
+    assert model_text_width(model) == (48, "unet_config['context_embedder_config']['params']['in_features']")
+    with pytest.raises(ValueError, match=r"48 wide .*\[B, T, 48\]"):
+        steer_model(model, tiny_pack(), 1.0)
+
+
+def test_unknown_width_the_first_step_raises_instead_of_running_unsteered(env):
+    from safesteer_diffusers.steering.errors import SteeringNotApplied
+
+    model = tiny_dit_patcher(env, context_dim=48, width_key=None)  # the config does not say its width
+    patched = steer_model(model, tiny_pack(32), 1.0)  # cannot be checked yet: accepted
+    generator = torch.Generator().manual_seed(7)
+    positive = conditioning(torch.randn(1, 7, 48, generator=generator))
+    negative = conditioning(torch.randn(1, 7, 48, generator=generator))
+    x, sigma = torch.zeros(1, 4, 8, 8), torch.tensor([3.0])
+    with pytest.raises(SteeringNotApplied) as error:
+        cond_uncond_step(env, patched, x, sigma, positive, negative)
+    message = str(error.value)
+    assert "SafeSteer Model could not steer the text states this model received, shape (2, 7, 48)" in message
+    assert "{'text_encoder': 32}" in message and "Use a pack built for this model" in message
+    assert "Sampling was stopped rather than run unsteered" in message
+    with pytest.raises(SteeringNotApplied, match="could not steer"):
+        ksample(env, patched, positive, negative, steps=1)
+
+
+def test_unknown_width_that_fits_steers_exactly_like_the_conditioning_node(env, prompts):
+    from comfy_nodes.conditioning_nodes import SafeSteerConditioning
+
+    model, pack = tiny_dit_patcher(env, width_key=None), tiny_pack()
+    positive, negative = prompts
+    patched = steer_model(model, pack, 2.0)
+    (steered_positive,) = SafeSteerConditioning().steer(positive, pack, **strengths(2.0))
+    by_model = ksample(env, patched, positive, negative, steps=2)
+    assert torch.equal(by_model, ksample(env, model, steered_positive, negative, steps=2))
+    assert not torch.equal(by_model, ksample(env, model, positive, negative, steps=2))
+
+
+def test_a_later_node_that_bypasses_the_steering_stops_the_first_step(env, prompts):
+    from safesteer_diffusers.steering.errors import SteeringNotApplied
+
+    model = tiny_dit_patcher(env)
+    patched = steer_model(model, tiny_pack(), 2.0)  # this ComfyUI: a model_function_wrapper
+    later = patched.clone()
+
+    def replacing(apply_model, args):  # a node that sets its own wrapper without chaining the previous one
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    later.set_model_unet_function_wrapper(replacing)
+    with pytest.raises(SteeringNotApplied) as error:
+        ksample(env, later, *prompts, steps=2)
+    message = str(error.value)
+    assert "steering was due at this sampling step" in message
+    assert "no model call went through its model_function_wrapper" in message
+    assert "use injection='model_wrapper', or steer the prompt with SafeSteer Conditioning" in message
+    # The per-step check passes on every correctly steered run, and outside start/end percent.
+    ksample(env, patched, *prompts, steps=2)
+    windowed = steer_model(model, tiny_pack(), 2.0, start_percent=0.5, end_percent=1.0)
+    ksample(env, windowed, *prompts, steps=3)
+    # Nothing to check when nothing is asked: strength 0 installs no check.
+    assert "sampler_post_cfg_function" not in steer_model(model, tiny_pack(), 0.0).model_options
+
+
+def test_model_calls_that_cannot_be_steered_exactly_raise(env, prompts):
+    from comfy_nodes.model_nodes import CrossAttentionPatch, ModelFunctionWrapper, SteeringCore
+    from safesteer_diffusers.steering.conditioning import TextSteerer
+    from safesteer_diffusers.steering.config import SteeringConfig
+    from safesteer_diffusers.steering.errors import SteeringNotApplied
+
+    core = SteeringCore(TextSteerer(tiny_pack(), SteeringConfig(strength=1.0)))
+    context = torch.cat([prompts[0][0][0], prompts[1][0][0]])
+    wrapper = ModelFunctionWrapper(core)
+
+    def apply_model(x, t, **c):
+        raise AssertionError("the model must not run unsteered")
+
+    args = {
+        "input": torch.zeros(2, 4, 8, 8),
+        "timestep": torch.tensor([3.0, 3.0]),
+        "c": {"c_crossattn": context},
+    }
+    with pytest.raises(SteeringNotApplied, match="without ComfyUI's cond_or_uncond"):
+        wrapper(apply_model, args)
+    for c in ({"c_crossattn": None}, {}):
+        with pytest.raises(SteeringNotApplied, match="without text states"):
+            wrapper(apply_model, {**args, "c": c, "cond_or_uncond": [0, 1]})
+    patch = CrossAttentionPatch(core)
+    q = torch.zeros(2, 5, 8)
+    with pytest.raises(
+        SteeringNotApplied, match="another attn2 patch before it replaced the cross-attention values"
+    ):
+        patch(q, context, context.clone(), {"cond_or_uncond": [0, 1]})
+    # The values are the context itself (as ComfyUI starts them): both get exactly the steered states.
+    _, steered, value = patch(q, context, context, {"cond_or_uncond": [0, 1]})
+    assert value is steered and torch.equal(steered[1], context[1])
+    assert torch.equal(steered[0], context[0] + tiny_pack().direction("text_encoder"))
 
 
 # ---------------------------------------------------------------------- SafeSteer Model on a non-UNet
@@ -394,18 +533,17 @@ def _widget_inputs(node_class) -> list[str]:
     return names
 
 
-def test_example_workflows_are_valid_for_comfyui(env, tmp_path, monkeypatch):
+def _validate_with_comfyui(env, tmp_path, monkeypatch, api: dict):
+    """ComfyUI's own ``validate_prompt`` on an API graph of the example's shape, with its files in place."""
     import comfy_nodes
 
     nodes, folder_paths = env.nodes, env.folder_paths
     for name, cls in comfy_nodes.NODE_CLASS_MAPPINGS.items():
         monkeypatch.setitem(nodes.NODE_CLASS_MAPPINGS, name, cls)
-    api = json.loads((EXAMPLES / "safesteer_txt2img_api.json").read_text())
-    ui = json.loads((EXAMPLES / "safesteer_txt2img.json").read_text())
     # Files the combos name, as a user would have them (empty placeholders: validation does not load them).
     checkpoints, packs = tmp_path / "checkpoints", tmp_path / "safesteer"
-    checkpoints.mkdir()
-    packs.mkdir()
+    checkpoints.mkdir(exist_ok=True)
+    packs.mkdir(exist_ok=True)
     ckpt = next(n["inputs"]["ckpt_name"] for n in api.values() if n["class_type"] == "CheckpointLoaderSimple")
     (checkpoints / ckpt).write_bytes(b"")
     pack_name = next(n["inputs"]["pack_name"] for n in api.values() if n["class_type"] == "LoadSafeSteerPack")
@@ -417,9 +555,33 @@ def test_example_workflows_are_valid_for_comfyui(env, tmp_path, monkeypatch):
     monkeypatch.setitem(folder_paths.folder_names_and_paths, "safesteer", ([str(packs)], {".safetensors"}))
     folder_paths.filename_list_cache.clear()
     try:
-        valid, error, outputs, node_errors = env.execution.validate_prompt(api)
+        return env.execution.validate_prompt(api)
     finally:
         folder_paths.filename_list_cache.clear()
+
+
+@pytest.mark.parametrize(
+    "value, found", [(1e30, "bigger than max of 20.0"), (-1.0, "smaller than min of 0.0")]
+)
+def test_comfyui_refuses_strengths_beyond_the_node_bounds(env, tmp_path, monkeypatch, value, found):
+    api = json.loads((EXAMPLES / "safesteer_txt2img_api.json").read_text())
+    model_node = next(k for k, n in api.items() if n["class_type"] == "SafeSteerModel")
+    conditioning_node = next(k for k, n in api.items() if n["class_type"] == "SafeSteerConditioning")
+    api[model_node]["inputs"]["strength"] = value
+    api[conditioning_node]["inputs"]["sexual"] = value
+    _, _, outputs, node_errors = _validate_with_comfyui(env, tmp_path, monkeypatch, api)
+    # Both image branches are dropped; only the report (which takes no strength) is left to run.
+    assert [api[o]["class_type"] for o in outputs] == ["SafeSteerReport"]
+    for node_id, name in ((model_node, "strength"), (conditioning_node, "sexual")):
+        (problem,) = node_errors[node_id]["errors"]
+        assert found in problem["message"] + problem["details"] and name in problem["details"]
+
+
+def test_example_workflows_are_valid_for_comfyui(env, tmp_path, monkeypatch):
+    nodes = env.nodes
+    api = json.loads((EXAMPLES / "safesteer_txt2img_api.json").read_text())
+    ui = json.loads((EXAMPLES / "safesteer_txt2img.json").read_text())
+    valid, error, outputs, node_errors = _validate_with_comfyui(env, tmp_path, monkeypatch, api)
     assert valid, (error, node_errors)
     assert {n["class_type"] for n in api.values()} >= {
         "LoadSafeSteerPack",

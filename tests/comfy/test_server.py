@@ -61,6 +61,8 @@ def test_object_info_lists_our_nodes_with_inputs_and_types(server):
         "illegal_activity",
     ):
         assert required[key][0] == "FLOAT", key
+        # The widgets stop at the library's bound and at 0 (no steering toward the unsafe side).
+        assert (required[key][1]["min"], required[key][1]["max"]) == (0.0, 20.0), key
     assert required["mode"][0] == ["add", "project"] and required["gate"][0] == "BOOLEAN"
     assert required["start_percent"][0] == "FLOAT" and required["end_percent"][0] == "FLOAT"
 
