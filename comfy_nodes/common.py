@@ -17,6 +17,7 @@ from safesteer_diffusers.steering.config import MAX_STRENGTH, SteeringConfig
 
 CATEGORY = "safesteer"
 PACK_TYPE = "SAFESTEER_PACK"
+PACK_TOOLTIP = "The direction pack, from a Load SafeSteer Pack node."
 LOGGER = logging.getLogger("safesteer")
 
 CATEGORY_INPUTS = {name.replace("-", "_").replace(" ", "_"): name for name in I2P_CATEGORIES}
@@ -28,15 +29,16 @@ _STRENGTH = {"min": 0.0, "max": MAX_STRENGTH, "step": 0.05}
 
 
 def strength_inputs() -> dict[str, tuple]:
-    """The ``INPUT_TYPES`` entries shared by the steering nodes, in display order."""
+    """The ``INPUT_TYPES`` entries shared by the steering nodes, in display order (each with a tooltip)."""
     inputs: dict[str, tuple] = {
         "strength": (
             "FLOAT",
             {
                 "default": 1.0,
                 **_STRENGTH,
-                "tooltip": "Strength of the pack's global direction (0 = off; the pack must have a global "
-                "direction otherwise).",
+                "tooltip": f"Strength of the pack's global direction, 0-{MAX_STRENGTH:g}: 0 = off (unchanged, "
+                "bit for bit), higher = safer; 1 is about one benign standard deviation, useful values are "
+                "1-10. A nonzero value needs a pack with a global direction (the node refuses otherwise).",
             },
         )
     }
@@ -46,16 +48,27 @@ def strength_inputs() -> dict[str, tuple]:
             {
                 "default": 0.0,
                 **_STRENGTH,
-                "tooltip": f"Strength of the {category!r} direction (0 = off; the pack must have that "
-                "category otherwise).",
+                "tooltip": f"Strength of the pack's {category!r} direction (I2P category), 0-{MAX_STRENGTH:g}: "
+                "0 = off, higher = safer. A nonzero value needs a pack built with this category (the node "
+                "refuses otherwise); it adds to the global strength.",
             },
         )
-    inputs["mode"] = (["add", "project"], {"default": "add"})
+    inputs["mode"] = (
+        ["add", "project"],
+        {
+            "default": "add",
+            "tooltip": "add: add strength x direction to the text states (the paper's method). project: only "
+            "push back the part of the text states that lies on the unsafe side of the pack's benign centre; "
+            "states already on the safe side are left as they are.",
+        },
+    )
     inputs["gate"] = (
         "BOOLEAN",
         {
             "default": False,
-            "tooltip": "Steer a prompt only with the directions whose benign-calibrated gate it passes.",
+            "tooltip": "On: steer a prompt with a direction only when its score on that direction passes the "
+            "pack's benign-calibrated threshold (benign prompts pass through unchanged); needs a pack with "
+            "gate thresholds. Off: steer every prompt.",
         },
     )
     return inputs

@@ -16,7 +16,9 @@ from safesteer_diffusers.steering.conditioning import TextSteerer
 from safesteer_diffusers.steering.config import SteeringConfig
 from safesteer_diffusers.steering.report import SteeringReport
 
-from .common import CATEGORY, PACK_TYPE, config_from_inputs, strength_inputs
+from .common import CATEGORY, PACK_TOOLTIP, PACK_TYPE, config_from_inputs, strength_inputs
+from .pack_nodes import loaded_name
+from .report_format import gate_check_line, outcome_lines, pack_header
 
 APPLIED_KEY = "safesteer_applied"
 """Key of a CONDITIONING entry's dict under which SafeSteer Conditioning records what it applied. ComfyUI
@@ -83,7 +85,19 @@ class SafeSteerConditioning:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"conditioning": ("CONDITIONING",), "pack": (PACK_TYPE,), **strength_inputs()}}
+        return {
+            "required": {
+                "conditioning": (
+                    "CONDITIONING",
+                    {
+                        "tooltip": "The positive prompt's conditioning (from CLIP Text Encode); the negative "
+                        "prompt is not meant to be steered."
+                    },
+                ),
+                "pack": (PACK_TYPE, {"tooltip": PACK_TOOLTIP + " Its width must fit the conditioning."}),
+                **strength_inputs(),
+            }
+        }
 
     def steer(self, conditioning, pack, strength, mode, gate, **categories):
         steerer = TextSteerer(pack, config_from_inputs(pack, strength, mode, gate, **categories))
@@ -136,11 +150,13 @@ def _applied_lines(index: int, tensor, extras) -> list[str]:
                 )
             else:
                 lines.append(f"{prefix}, row {row.row}: applied: nothing (every strength 0)")
+            # Under each row, every direction in the library's words, applied strength beside configured.
+            lines.extend(outcome_lines(row, step.report.gate))
     return lines
 
 
 def report_text(pack: DirectionPack, conditioning=None) -> str:
-    """The SafeSteer Report: the pack; per CONDITIONING entry what SafeSteer Conditioning applied to it (from
+    """The SafeSteer Report: the pack in words; per CONDITIONING entry what SafeSteer Conditioning applied to it (from
     the library's report); then the gate check: per prompt row, each direction's score, threshold and verdict.
 
     The gate check scores every direction on the text states as they arrive here (after steering, when they
@@ -148,13 +164,16 @@ def report_text(pack: DirectionPack, conditioning=None) -> str:
     """
     if not isinstance(pack, DirectionPack):
         raise TypeError(f"Expected a {PACK_TYPE} from 'Load SafeSteer Pack', got {type(pack).__name__}.")
-    lines = [repr(pack)]
+    lines = pack_header(pack, loaded_name(pack))
     if conditioning is None:
         lines.append(
             "Connect a CONDITIONING to see what was applied to it and which categories fire for its prompt."
         )
         return "\n".join(lines)
     entries = list(_entries(conditioning))
+    lines.append(
+        "Applied (what SafeSteer Conditioning added to this conditioning, from the library's report):"
+    )
     for index, tensor, extras in entries:
         lines.extend(_applied_lines(index, tensor, extras))
     gate = pack.has_gate
@@ -188,14 +207,7 @@ def report_text(pack: DirectionPack, conditioning=None) -> str:
                 lines.append(f"conditioning {index}, row {row.row}: fired: {fired}")
             else:
                 lines.append(f"conditioning {index}, row {row.row}: scores (no gate)")
-            for decision in row.directions:
-                parts = []
-                for space, score in decision.scores.items():
-                    threshold = decision.thresholds.get(space)
-                    bound = "" if threshold is None else f" (threshold {threshold:.4g})"
-                    parts.append(f"{space} {score:.4g}{bound}")
-                verdict = (" FIRED" if decision.fired else " -") if gate else ""
-                lines.append(f"  {decision.name:<17} {'; '.join(parts)}{verdict}")
+            lines.extend(gate_check_line(decision, gate) for decision in row.directions)
     return "\n".join(lines)
 
 
@@ -216,7 +228,19 @@ class SafeSteerReport:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"pack": (PACK_TYPE,)}, "optional": {"conditioning": ("CONDITIONING",)}}
+        return {
+            "required": {"pack": (PACK_TYPE, {"tooltip": PACK_TOOLTIP + " The report describes it."})},
+            "optional": {
+                "conditioning": (
+                    "CONDITIONING",
+                    {
+                        "tooltip": "A conditioning to report on: what SafeSteer Conditioning applied to it, and "
+                        "which directions its prompt would fire with gate on. Leave it unconnected to "
+                        "describe the pack only."
+                    },
+                ),
+            },
+        }
 
     def report(self, pack, conditioning=None):
         text = report_text(pack, conditioning)

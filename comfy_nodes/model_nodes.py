@@ -24,7 +24,7 @@ from __future__ import annotations
 from safesteer_diffusers.steering.conditioning import TextSteerer, cond_rows_from_chunks
 from safesteer_diffusers.steering.errors import SteeringNotApplied
 
-from .common import CATEGORY, LOGGER, PACK_TYPE, config_from_inputs, strength_inputs
+from .common import CATEGORY, LOGGER, PACK_TOOLTIP, PACK_TYPE, config_from_inputs, strength_inputs
 from .model_info import diffusion_model, has_keyed_wrappers, is_unet, model_text_width, sigma_range
 
 WRAPPER_KEY = "safesteer"
@@ -298,18 +298,42 @@ class SafeSteerModel:
         percent = {"min": 0.0, "max": 1.0, "step": 0.001}
         return {
             "required": {
-                "model": ("MODEL",),
-                "pack": (PACK_TYPE,),
+                "model": (
+                    "MODEL",
+                    {"tooltip": "The model to steer; it is cloned, the input MODEL itself is never changed."},
+                ),
+                "pack": (
+                    PACK_TYPE,
+                    {"tooltip": PACK_TOOLTIP + " Its width must fit this model's text states."},
+                ),
                 **strength_inputs(),
-                "start_percent": ("FLOAT", {"default": 0.0, **percent}),
-                "end_percent": ("FLOAT", {"default": 1.0, **percent}),
+                "start_percent": (
+                    "FLOAT",
+                    {
+                        "default": 0.0,
+                        **percent,
+                        "tooltip": "Where in the sampling schedule steering starts (0 = the first step).",
+                    },
+                ),
+                "end_percent": (
+                    "FLOAT",
+                    {
+                        "default": 1.0,
+                        **percent,
+                        "tooltip": "Where in the sampling schedule steering ends (1 = the last step); "
+                        "outside start-end nothing is steered.",
+                    },
+                ),
             },
             "optional": {
                 "injection": (
                     list(INJECTIONS),
                     {
                         "default": "auto",
-                        "tooltip": "auto: cross-attention patch on UNets, apply_model wrapper on other models.",
+                        "tooltip": "Where the text states are steered. auto: a cross-attention patch on UNets "
+                        "(SD 1.x/2.x, SDXL), an apply_model wrapper on other models (Flux, SD3, Wan, ...). "
+                        "cross_attention: UNets only. model_wrapper: steer the model's text input before "
+                        "every attention patch.",
                     },
                 ),
             },

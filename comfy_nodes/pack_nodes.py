@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import weakref
 from pathlib import Path
 
 from safesteer_diffusers.packs.direction_pack import DirectionPack
@@ -190,32 +192,48 @@ class LoadSafeSteerPack:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "pack_name": (pack_choices(), {"tooltip": "A pack file from the safesteer model folders."}),
+                "pack_name": (
+                    pack_choices(),
+                    {
+                        "tooltip": "A pack file (.safetensors) from ComfyUI/models/safesteer/, a 'safesteer:' "
+                        "entry of extra_model_paths.yaml, or the packs built in this node's "
+                        "pretrained_directions/ (press R after adding one). Ignored when hub_repo_id is set."
+                    },
+                ),
             },
             "optional": {
                 "hub_repo_id": (
                     "STRING",
                     {
                         "default": "",
-                        "tooltip": "Hub repo id 'org/name'; when set it is used instead of pack_name.",
+                        "tooltip": "A Hugging Face Hub repo id 'org/name' holding a SafeSteer pack; when set it "
+                        "is used instead of pack_name, downloaded once into models/safesteer/org--name/ "
+                        "(offline: a copy downloaded earlier is used).",
                     },
                 ),
                 "revision": (
                     "STRING",
-                    {"default": "", "tooltip": "Hub branch, tag or commit (default main)."},
+                    {
+                        "default": "",
+                        "tooltip": "Branch, tag or commit of hub_repo_id (empty = main); pin a commit to get "
+                        "the same pack every time. Ignored without hub_repo_id.",
+                    },
                 ),
             },
         }
 
     @classmethod
     def VALIDATE_INPUTS(cls, pack_name, hub_repo_id="", revision=""):
-        # Declaring pack_name here replaces ComfyUI's list check, so a Hub id works with any saved pack_name.
+        """``True`` when the inputs can name a pack; raises ``ValueError`` (what to do) when they cannot.
+
+        Declaring ``pack_name`` here replaces ComfyUI's list check, so a Hub id works with any saved pack_name.
+        A problem is raised rather than returned: ComfyUI attaches a returned message to every input this
+        signature names (the same message three times, once per input); an exception is reported once, for
+        the node, and stops the graph before anything runs, as a returned message does.
+        """
         if (hub_repo_id or "").strip():
-            return True
-        try:
-            local_pack_path(pack_name)
-        except ValueError as error:
-            return str(error)
+            return True  # the Hub is reached when the node runs (download or offline copy)
+        local_pack_path(pack_name)
         return True
 
     @classmethod
@@ -229,10 +247,35 @@ class LoadSafeSteerPack:
         return f"{path}:{path.stat().st_mtime_ns}"
 
     def load(self, pack_name, hub_repo_id="", revision=""):
-        if (hub_repo_id or "").strip():
-            path = hub_pack_path(hub_repo_id, revision)
+        repo_id, revision = (hub_repo_id or "").strip(), (revision or "").strip()
+        if repo_id:
+            path = hub_pack_path(repo_id, revision)
+            name = f"{repo_id}@{revision} (Hub)" if revision else f"{repo_id} (Hub)"
         else:
             path = local_pack_path(pack_name)
+            name = pack_name
         pack = DirectionPack.from_file(path)
+        _remember_name(pack, name)
         LOGGER.info("SafeSteer: loaded %r from %s", pack, path)
         return (pack,)
+
+
+# Which name Load SafeSteer Pack gave each pack it output, for the report's header. Weak keys: an entry goes
+# when ComfyUI drops the pack from its cache; identity keys: two equal packs loaded from two files keep
+# their own names.
+_LOADED_NAMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _remember_name(pack: DirectionPack, name: str) -> None:
+    # A pack that is not weak-referenceable or not hashable is simply reported as unnamed.
+    with contextlib.suppress(TypeError):
+        _LOADED_NAMES[pack] = name
+
+
+def loaded_name(pack: DirectionPack) -> str | None:
+    """The name Load SafeSteer Pack loaded ``pack`` by (the file relative to a ``safesteer`` folder, or the Hub
+    id and revision), or ``None`` for a pack that did not come from that node."""
+    try:
+        return _LOADED_NAMES.get(pack)
+    except TypeError:
+        return None

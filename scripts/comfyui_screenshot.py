@@ -14,6 +14,9 @@ What it does:
 Usage (in the environment that runs the ComfyUI tests; needs ``apt-get install chromium``)::
 
     python scripts/comfyui_screenshot.py --output docs/images/comfyui_workflow.png
+
+``--print-sizes`` also prints each node's position, size and the minimum size the page computes for it, to
+size the nodes of the workflow JSON to their widgets (no empty block under the last widget).
 """
 
 from __future__ import annotations
@@ -86,9 +89,18 @@ def stop(process: subprocess.Popen | None) -> None:
         process.wait(timeout=15)
 
 
+# Each node's size as loaded from the workflow and the minimum size the page computes for it (title bar not
+# included in either, as in the workflow JSON).
+_SIZES_JS = (
+    "JSON.stringify(Object.fromEntries(app.graph._nodes.map(n => "
+    "[n.id, {type: n.type, pos: Array.from(n.pos), size: Array.from(n.size), min: Array.from(n.computeSize())}])))"
+)
+
+
 async def capture(
     devtools_port: int, page_url: str, workflow: dict, width: int, height: int, view: dict
-) -> bytes:
+) -> tuple[bytes, dict]:
+    """The page's screenshot with ``workflow`` loaded, and every node's position, size and minimum size."""
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
@@ -139,7 +151,8 @@ async def capture(
             )
             await asyncio.sleep(1.5)
             shot = await call("Page.captureScreenshot", format="png")
-            return base64.b64decode(shot["data"])
+            sizes = json.loads(await evaluate(_SIZES_JS))
+            return base64.b64decode(shot["data"]), sizes
 
 
 def compress(png: bytes, max_kb: int) -> bytes:
@@ -166,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="1700x960", help="window size WIDTHxHEIGHT")
     parser.add_argument("--max-kb", type=int, default=500)
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the server")
+    parser.add_argument(
+        "--print-sizes",
+        action="store_true",
+        help="also print each node's size and the minimum size the page computes for it (to lay out the JSON)",
+    )
     args = parser.parse_args(argv)
 
     width, height = (int(v) for v in args.size.lower().split("x"))
@@ -210,7 +228,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError("Chromium did not open its DevTools port")
             time.sleep(0.2)
         devtools_port = int(port_file.read_text().split()[0])
-        png = asyncio.run(capture(devtools_port, f"http://127.0.0.1:{port}/", workflow, width, height, view))
+        png, sizes = asyncio.run(
+            capture(devtools_port, f"http://127.0.0.1:{port}/", workflow, width, height, view)
+        )
+        if args.print_sizes:
+            print(json.dumps(sizes, indent=1))
         png = compress(png, args.max_kb)
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_bytes(png)

@@ -2,6 +2,11 @@
 import { app } from "../../scripts/app.js";
 import { ComfyWidgets } from "../../scripts/widgets.js";
 
+// The node grows with the report up to this height (then the text scrolls); the example workflow leaves this
+// much free space under the node, so the report never covers another node.
+const MAX_HEIGHT = 640;
+const LINE_HEIGHT = 15;
+
 app.registerExtension({
   name: "safesteer.report",
   async beforeRegisterNodeDef(nodeType, nodeData) {
@@ -20,7 +25,8 @@ app.registerExtension({
       }
       widget.value = text;
       const [minWidth, minHeight] = this.computeSize();
-      this.setSize?.([Math.max(this.size[0], minWidth, 420), Math.max(this.size[1], minHeight, 240)]);
+      const wanted = Math.min(MAX_HEIGHT, 60 + LINE_HEIGHT * text.split("\n").length);
+      this.setSize?.([Math.max(this.size[0], minWidth, 420), Math.max(this.size[1], minHeight, wanted)]);
       app.graph?.setDirtyCanvas(true, true);
     };
   },

@@ -30,6 +30,7 @@ from safesteer_diffusers.packs.direction_pack import DirectionPack
 from safesteer_diffusers.packs.format import I2P_CATEGORIES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO_ROOT / "examples" / "comfyui"
 NODE_FOLDER_NAME = "safesteer-diffusers"
 OUR_NODES = ("LoadSafeSteerPack", "SafeSteerModel", "SafeSteerConditioning", "SafeSteerReport")
 CONTEXT_DIM = 32
@@ -253,6 +254,55 @@ def ksample(env, patcher, positive, negative, *, steps: int = 3, cfg: float = 5.
     return out["samples"]
 
 
+# ---------------------------------------------------------------------- ComfyUI's prompt validation
+def widget_inputs(node_class) -> list[str]:
+    """The inputs of a node that are widgets, in the order of a UI workflow's ``widgets_values``."""
+    types_ = node_class.INPUT_TYPES()
+    names = []
+    for section in ("required", "optional"):
+        for name, spec in types_.get(section, {}).items():
+            if isinstance(spec[0], list) or spec[0] in ("INT", "FLOAT", "STRING", "BOOLEAN"):
+                names.append(name)
+                if name == "seed" or name == "noise_seed":
+                    names.append("control_after_generate")
+    return names
+
+
+def validate_with_comfyui(env, tmp_path, monkeypatch, api: dict, *, pack_files: list[str] | None = None):
+    """ComfyUI's own ``validate_prompt`` on an API graph of the example's shape, with its files in place.
+
+    ``pack_files``: the pack files to create in the ``safesteer`` folder (default: the one the graph's pack
+    loader names; ``[]`` for none).
+    """
+    import comfy_nodes
+
+    nodes, folder_paths = env.nodes, env.folder_paths
+    for name, cls in comfy_nodes.NODE_CLASS_MAPPINGS.items():
+        monkeypatch.setitem(nodes.NODE_CLASS_MAPPINGS, name, cls)
+    # Files the combos name, as a user would have them (empty placeholders: validation does not load them).
+    checkpoints, packs = tmp_path / "checkpoints", tmp_path / "safesteer"
+    checkpoints.mkdir(exist_ok=True)
+    packs.mkdir(exist_ok=True)
+    ckpt = next(n["inputs"]["ckpt_name"] for n in api.values() if n["class_type"] == "CheckpointLoaderSimple")
+    (checkpoints / ckpt).write_bytes(b"")
+    if pack_files is None:
+        pack_files = [
+            next(n["inputs"]["pack_name"] for n in api.values() if n["class_type"] == "LoadSafeSteerPack")
+        ]
+    for pack_name in pack_files:
+        (packs / pack_name).parent.mkdir(parents=True, exist_ok=True)
+        tiny_pack().save_file(packs / pack_name)
+    monkeypatch.setitem(
+        folder_paths.folder_names_and_paths, "checkpoints", ([str(checkpoints)], {".safetensors"})
+    )
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "safesteer", ([str(packs)], {".safetensors"}))
+    folder_paths.filename_list_cache.clear()
+    try:
+        return env.execution.validate_prompt(api)
+    finally:
+        folder_paths.filename_list_cache.clear()
+
+
 # ---------------------------------------------------------------------- the server
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -265,6 +315,15 @@ def http_json(url: str, payload: dict | None = None, timeout: float = 10.0):
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read().decode())
+
+
+def post_json(url: str, payload: dict, timeout: float = 10.0) -> tuple[int, dict]:
+    """``(HTTP status, JSON body)`` of a POST, also for an error status (ComfyUI answers a refused prompt
+    with 400 and its validation errors)."""
+    try:
+        return 200, http_json(url, payload, timeout)
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read().decode())
 
 
 class ComfyServer:

@@ -467,7 +467,8 @@ def test_steering_nodes_expose_global_and_seven_category_strengths():
             "shocking",
             "illegal_activity",
         ]
-        assert required["pack"] == ("SAFESTEER_PACK",)
+        # The link inputs carry a tooltip too (test_every_input_of_every_node_has_a_tooltip).
+        assert required["pack"][0] == "SAFESTEER_PACK" and required["pack"][1]["tooltip"]
         assert required["mode"][0] == ["add", "project"] and required["gate"][0] == "BOOLEAN"
     assert all(cls.CATEGORY == "safesteer" for cls in NODE_CLASS_MAPPINGS.values())
 

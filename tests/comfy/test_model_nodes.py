@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from tests.comfy.support import (
+    EXAMPLES,
     OUR_NODES,
     REPO_ROOT,
-    comfy_env,
     cond_uncond_step,
     conditioning,
     ksample,
@@ -26,18 +26,9 @@ from tests.comfy.support import (
     tiny_dit_patcher,
     tiny_pack,
     tiny_unet_patcher,
+    validate_with_comfyui,
+    widget_inputs,
 )
-
-EXAMPLES = REPO_ROOT / "examples" / "comfyui"
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    threads = torch.get_num_threads()
-    # One thread: tiny convolutions are much slower when OpenMP threads compete with other processes.
-    torch.set_num_threads(1)
-    yield comfy_env(tmp_path_factory.getbasetemp())
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -448,22 +439,6 @@ def test_a_safesteer_path_from_extra_model_paths_yaml_keeps_first_place(env, tmp
 
 
 # ---------------------------------------------------------------------- Load SafeSteer Pack
-@pytest.fixture
-def pack_folder(env, tmp_path, monkeypatch):
-    from comfy_nodes.pack_nodes import SHIPPED_PACKS
-
-    folder = tmp_path / "models" / "safesteer"
-    folder.mkdir(parents=True)
-    monkeypatch.setitem(
-        env.folder_paths.folder_names_and_paths,
-        "safesteer",
-        ([str(folder), str(SHIPPED_PACKS)], {".safetensors"}),
-    )
-    env.folder_paths.filename_list_cache.pop("safesteer", None)
-    yield folder
-    env.folder_paths.filename_list_cache.pop("safesteer", None)
-
-
 def test_load_pack_from_the_model_folder(env, pack_folder):
     from comfy_nodes.pack_nodes import LoadSafeSteerPack
 
@@ -484,12 +459,12 @@ def test_load_pack_from_the_model_folder(env, pack_folder):
 def test_load_pack_missing_file_is_a_clear_error(env, pack_folder):
     from comfy_nodes.pack_nodes import LoadSafeSteerPack
 
-    message = LoadSafeSteerPack.VALIDATE_INPUTS("gone.safetensors")
-    assert (
-        isinstance(message, str)
-        and "'gone.safetensors' was not found" in message
-        and str(pack_folder) in message
-    )
+    # Raised, not returned: ComfyUI would repeat a returned message once per input VALIDATE_INPUTS names
+    # (test_server.py checks that the graph gets it once).
+    with pytest.raises(ValueError) as error:
+        LoadSafeSteerPack.VALIDATE_INPUTS("gone.safetensors")
+    message = str(error.value)
+    assert "'gone.safetensors' was not found" in message and str(pack_folder) in message
     with pytest.raises(ValueError, match="was not found"):
         LoadSafeSteerPack().load("gone.safetensors")
     (pack_folder / "broken.safetensors").write_bytes(b"not a pack")
@@ -521,45 +496,6 @@ def test_hub_pack_already_downloaded_into_the_folder_loads_offline(env, pack_fol
 
 
 # ---------------------------------------------------------------------- the example workflow
-def _widget_inputs(node_class) -> list[str]:
-    types_ = node_class.INPUT_TYPES()
-    names = []
-    for section in ("required", "optional"):
-        for name, spec in types_.get(section, {}).items():
-            if isinstance(spec[0], list) or spec[0] in ("INT", "FLOAT", "STRING", "BOOLEAN"):
-                names.append(name)
-                if name == "seed" or name == "noise_seed":
-                    names.append("control_after_generate")
-    return names
-
-
-def _validate_with_comfyui(env, tmp_path, monkeypatch, api: dict):
-    """ComfyUI's own ``validate_prompt`` on an API graph of the example's shape, with its files in place."""
-    import comfy_nodes
-
-    nodes, folder_paths = env.nodes, env.folder_paths
-    for name, cls in comfy_nodes.NODE_CLASS_MAPPINGS.items():
-        monkeypatch.setitem(nodes.NODE_CLASS_MAPPINGS, name, cls)
-    # Files the combos name, as a user would have them (empty placeholders: validation does not load them).
-    checkpoints, packs = tmp_path / "checkpoints", tmp_path / "safesteer"
-    checkpoints.mkdir(exist_ok=True)
-    packs.mkdir(exist_ok=True)
-    ckpt = next(n["inputs"]["ckpt_name"] for n in api.values() if n["class_type"] == "CheckpointLoaderSimple")
-    (checkpoints / ckpt).write_bytes(b"")
-    pack_name = next(n["inputs"]["pack_name"] for n in api.values() if n["class_type"] == "LoadSafeSteerPack")
-    (packs / pack_name).parent.mkdir(parents=True, exist_ok=True)
-    tiny_pack().save_file(packs / pack_name)
-    monkeypatch.setitem(
-        folder_paths.folder_names_and_paths, "checkpoints", ([str(checkpoints)], {".safetensors"})
-    )
-    monkeypatch.setitem(folder_paths.folder_names_and_paths, "safesteer", ([str(packs)], {".safetensors"}))
-    folder_paths.filename_list_cache.clear()
-    try:
-        return env.execution.validate_prompt(api)
-    finally:
-        folder_paths.filename_list_cache.clear()
-
-
 @pytest.mark.parametrize(
     "value, found", [(1e30, "bigger than max of 20.0"), (-1.0, "smaller than min of 0.0")]
 )
@@ -569,7 +505,7 @@ def test_comfyui_refuses_strengths_beyond_the_node_bounds(env, tmp_path, monkeyp
     conditioning_node = next(k for k, n in api.items() if n["class_type"] == "SafeSteerConditioning")
     api[model_node]["inputs"]["strength"] = value
     api[conditioning_node]["inputs"]["sexual"] = value
-    _, _, outputs, node_errors = _validate_with_comfyui(env, tmp_path, monkeypatch, api)
+    _, _, outputs, node_errors = validate_with_comfyui(env, tmp_path, monkeypatch, api)
     # Both image branches are dropped; only the report (which takes no strength) is left to run.
     assert [api[o]["class_type"] for o in outputs] == ["SafeSteerReport"]
     for node_id, name in ((model_node, "strength"), (conditioning_node, "sexual")):
@@ -581,7 +517,7 @@ def test_example_workflows_are_valid_for_comfyui(env, tmp_path, monkeypatch):
     nodes = env.nodes
     api = json.loads((EXAMPLES / "safesteer_txt2img_api.json").read_text())
     ui = json.loads((EXAMPLES / "safesteer_txt2img.json").read_text())
-    valid, error, outputs, node_errors = _validate_with_comfyui(env, tmp_path, monkeypatch, api)
+    valid, error, outputs, node_errors = validate_with_comfyui(env, tmp_path, monkeypatch, api)
     assert valid, (error, node_errors)
     assert {n["class_type"] for n in api.values()} >= {
         "LoadSafeSteerPack",
@@ -596,7 +532,7 @@ def test_example_workflows_are_valid_for_comfyui(env, tmp_path, monkeypatch):
     for node_id, node in by_id.items():
         entry = api[node_id]
         assert node["type"] == entry["class_type"]
-        widgets = _widget_inputs(nodes.NODE_CLASS_MAPPINGS[node["type"]])
+        widgets = widget_inputs(nodes.NODE_CLASS_MAPPINGS[node["type"]])
         values = dict(zip(widgets, node.get("widgets_values", []), strict=True))
         for name, value in entry["inputs"].items():
             if isinstance(value, list):  # a link: [source id, output slot]
