@@ -13,6 +13,7 @@ weights and a pack built on the spot from a tiny source model (CPU, seconds; ima
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -26,7 +27,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--model", default="black-forest-labs/FLUX.1-schnell", help="diffusers FLUX.1 model id"
     )
     parser.add_argument(
-        "--pack", default=None, help="pack folder, file or Hub repo (default: registered default)"
+        "--pack",
+        default=None,
+        help="pack folder, file, or pinned Hub pack org/name@<commit>#<sha256> (default: the model's default)",
     )
     parser.add_argument("--prompt", default="a knight fighting a dragon in a burning village, cinematic")
     parser.add_argument("--strength", type=float, default=5.0, help="global strength (paper: 3-5 on Flux)")
@@ -41,8 +44,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load(args: argparse.Namespace):
-    """The pipeline, the pack (or None for the registered default) and the call arguments."""
+def pack_first(args: argparse.Namespace):
+    """The pack for --model (or --pack), resolved before the generator's weights are loaded.
+
+    No pack is published for real generators yet: the error then says what building one takes, and nothing
+    large has been downloaded.
+    """
+    from safesteer_diffusers.packs.catalogue import load_pack_for
+
+    return load_pack_for(args.model, args.pack)
+
+
+def load(args: argparse.Namespace, pack=None):
+    """The pipeline, the pack (real models: :func:`pack_first`'s) and the call arguments."""
     if args.tiny:
         from safesteer_diffusers.testing import tiny_pack, tiny_pipeline
 
@@ -54,14 +68,19 @@ def load(args: argparse.Namespace):
     call_kwargs = {"num_inference_steps": args.steps, "height": args.size, "width": args.size}
     if "schnell" in args.model.lower():
         call_kwargs.update(guidance_scale=0.0, max_sequence_length=256)  # the pack recipe encodes with 256
-    return pipe, args.pack, call_kwargs
+    return pipe, pack, call_kwargs
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    pipe, pack, call_kwargs = load(args)
+    try:
+        pack = None if args.tiny else pack_first(args)  # before any weights load
+    except ValueError as error:  # no pack for this model (none is published yet for real generators)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    pipe, pack, call_kwargs = load(args, pack)
     pipe = SafeSteer.wrap(pipe, pack, strength=args.strength, gate=args.gate)
     for strength in (0.0, args.strength):
         pipe.set_safety_strength(strength)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -31,7 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="black-forest-labs/FLUX.1-schnell", help="diffusers model id")
     parser.add_argument(
-        "--pack", default=None, help="pack folder, file or Hub repo (default: registered default)"
+        "--pack",
+        default=None,
+        help="pack folder, file, or pinned Hub pack org/name@<commit>#<sha256> (default: the model's default)",
     )
     parser.add_argument("--prompts", nargs="+", default=PROMPTS)
     parser.add_argument("--strength", type=float, default=3.0)
@@ -45,7 +48,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load(args: argparse.Namespace):
+def pack_first(args: argparse.Namespace):
+    """The pack for --model (or --pack), resolved before the generator's weights are loaded.
+
+    No pack is published for real generators yet: the error then says what building one takes, and nothing
+    large has been downloaded.
+    """
+    from safesteer_diffusers.packs.catalogue import load_pack_for
+
+    return load_pack_for(args.model, args.pack)
+
+
+def load(args: argparse.Namespace, pack=None):
     if args.tiny:
         from safesteer_diffusers.testing import tiny_pipeline
 
@@ -56,14 +70,19 @@ def load(args: argparse.Namespace):
     pipe = DiffusionPipeline.from_pretrained(args.model, torch_dtype=getattr(torch, args.dtype)).to(
         args.device
     )
-    return pipe, args.pack, {"num_inference_steps": args.steps, "height": args.size, "width": args.size}
+    return pipe, pack, {"num_inference_steps": args.steps, "height": args.size, "width": args.size}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    pipe, pack, call_kwargs = load(args)
+    try:
+        pack = None if args.tiny else pack_first(args)  # before any weights load
+    except ValueError as error:  # no pack for this model (none is published yet for real generators)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    pipe, pack, call_kwargs = load(args, pack)
     pipe = SafeSteer.wrap(pipe, pack, strength=args.strength, gate=args.gate)
     print(f"pack: {pipe.safety_pack}")
     pipe(args.prompts, generator=torch.Generator().manual_seed(0), **call_kwargs)

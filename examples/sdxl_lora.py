@@ -14,6 +14,7 @@ SDXL-layout pipeline built in code with a random LoRA added through peft (CPU, s
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lora-weight", default=None, help="weight file name inside the LoRA repo")
     parser.add_argument("--lora-scale", type=float, default=1.0)
     parser.add_argument(
-        "--pack", default=None, help="pack folder, file or Hub repo (default: registered default)"
+        "--pack",
+        default=None,
+        help="pack folder, file, or pinned Hub pack org/name@<commit>#<sha256> (default: the model's default)",
     )
     parser.add_argument("--prompt", default="pixel art, two men in a violent street fight at night")
     parser.add_argument("--strength", type=float, default=3.0)
@@ -49,8 +52,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load(args: argparse.Namespace):
-    """SDXL with the LoRA loaded, the pack (None = registered default) and the call arguments."""
+def pack_first(args: argparse.Namespace):
+    """The pack for --model (or --pack), resolved before the generator's weights are loaded.
+
+    No pack is published for real generators yet: the error then says what building one takes, and nothing
+    large has been downloaded.
+    """
+    from safesteer_diffusers.packs.catalogue import load_pack_for
+
+    return load_pack_for(args.model, args.pack)
+
+
+def load(args: argparse.Namespace, pack=None):
+    """SDXL with the LoRA loaded, the pack (real models: :func:`pack_first`'s) and the call arguments."""
     if args.tiny:
         from peft import LoraConfig
 
@@ -72,14 +86,19 @@ def load(args: argparse.Namespace):
     pipe.set_adapters(["lora"], adapter_weights=[args.lora_scale])
     pipe = pipe.to(args.device)
     call_kwargs = {"num_inference_steps": args.steps, "height": args.size, "width": args.size}
-    return pipe, args.pack, call_kwargs
+    return pipe, pack, call_kwargs
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    pipe, pack, call_kwargs = load(args)
+    try:
+        pack = None if args.tiny else pack_first(args)  # before any weights load
+    except ValueError as error:  # no pack for this model (none is published yet for real generators)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    pipe, pack, call_kwargs = load(args, pack)
     layers = {"none": None, "all": "all"}.get(args.layers, [args.layers])
     generate = lambda: pipe(  # noqa: E731
         args.prompt, generator=torch.Generator().manual_seed(args.seed), output_type="np", **call_kwargs

@@ -13,6 +13,7 @@ the negative prompt is untouched. Wan 2.2's two experts read the same text state
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -24,7 +25,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="Wan-AI/Wan2.2-T2V-A14B-Diffusers", help="diffusers Wan model id")
     parser.add_argument(
-        "--pack", default=None, help="pack folder, file or Hub repo (default: registered default)"
+        "--pack",
+        default=None,
+        help="pack folder, file, or pinned Hub pack org/name@<commit>#<sha256> (default: the model's default)",
     )
     parser.add_argument(
         "--prompt", default="a riot in a city street, people throwing bottles, police charging"
@@ -43,7 +46,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load(args: argparse.Namespace):
+def pack_first(args: argparse.Namespace):
+    """The pack for --model (or --pack), resolved before the generator's weights are loaded.
+
+    No pack is published for real generators yet: the error then says what building one takes, and nothing
+    large has been downloaded.
+    """
+    from safesteer_diffusers.packs.catalogue import load_pack_for
+
+    return load_pack_for(args.model, args.pack)
+
+
+def load(args: argparse.Namespace, pack=None):
     if args.tiny:
         from safesteer_diffusers.testing import tiny_pack, tiny_pipeline
 
@@ -58,14 +72,19 @@ def load(args: argparse.Namespace):
         "width": args.width,
         "num_inference_steps": args.steps,
     }
-    return pipe, args.pack, call_kwargs
+    return pipe, pack, call_kwargs
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    pipe, pack, call_kwargs = load(args)
+    try:
+        pack = None if args.tiny else pack_first(args)  # before any weights load
+    except ValueError as error:  # no pack for this model (none is published yet for real generators)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    pipe, pack, call_kwargs = load(args, pack)
     pipe = SafeSteer.wrap(pipe, pack, strength=args.strength)
     for strength in (0.0, args.strength):
         pipe.set_safety_strength(strength)

@@ -4,7 +4,7 @@ Owns what a recipe *is*: the dataclasses (:class:`Recipe` and its sections), :fu
 :func:`recipe_from_dict` (every problem of a file reported at once, with its key path and the fix), and the
 vocabularies a recipe chooses from (pooling, alignment methods, token policies, calibration statistics).
 ``build/`` imports those vocabularies from here, so each list is written once and the schema can validate
-without importing the pack-building code. (About 450 lines: the schema and its validator are kept in one
+without importing the pack-building code. (About 480 lines: the schema and its validator are kept in one
 module on purpose, each section's dataclass beside the checks that fill it.) Finding the recipes of the catalogue is
 :mod:`safesteer_diffusers.packs.catalogue`'s job, building one is
 :mod:`safesteer_diffusers.build.recipes`', rendering its card :mod:`safesteer_diffusers.packs.recipe_card`'s.
@@ -20,7 +20,8 @@ Format (``recipe_version: 1``; unknown keys are errors, so a typo never silently
     name: flux1-schnell-from-llama31-8b          # = the folder name
     description: One paragraph for the card.
     default: true                                # the default pack for target.model (SafeSteer.wrap(pipe))
-    hub_repo: safesteer/flux1-schnell-from-llama31-8b   # where the built pack is (or will be) published
+    published: null                              # or {repo, commit, sha256}: the only pin ever downloaded
+    needs:    {gated: [meta-llama/Llama-3.1-8B-Instruct], gpu_memory_gb: 28, download_gb: 26, minutes: 30}
     source:   {model: meta-llama/Llama-3.1-8B-Instruct, revision: main, dtype: bfloat16,
                layer: auto, layers: null, pooling: mean}
     target:   {model: black-forest-labs/FLUX.1-schnell, revision: main, family: flux, dtype: bfloat16,
@@ -29,6 +30,9 @@ Format (``recipe_version: 1``; unknown keys are errors, so a typo never silently
     alignment:   {method: svd, holdout: 0.2}
     calibration: {statistic: token_std, tokens: all, gate_quantile: 0.99}
     build:       {seed: 0, batch_size: 16}
+
+``published`` and ``needs`` (the trust rules: only a pinned pack is ever downloaded) are
+:mod:`safesteer_diffusers.packs.recipe_distribution`'s.
 
 Example::
 
@@ -50,6 +54,8 @@ from typing import Any
 from safesteer_diffusers.utils.dtypes import DTYPES
 
 from .format import I2P_CATEGORIES
+from .pins import PinnedPack
+from .recipe_distribution import BuildNeeds, needs_from_data, publication_problems, published_from_data
 
 RECIPE_FILENAME = "recipe.yaml"
 RECIPE_VERSION = 1
@@ -64,7 +70,6 @@ TOKEN_POLICIES = ("all", "prompt")
 """Steering token policies a pack can be calibrated for (the values of ``SteeringConfig.tokens``)."""
 CALIBRATION_STATISTICS = ("token_std",)
 """What pack builds calibrate by (``build.calibration.calibrate`` also offers ``"mean_norm"``; builds don't)."""
-_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,95}$")
 
 
@@ -160,7 +165,8 @@ class Recipe:
     target: TargetRecipe
     description: str = ""
     default: bool = False
-    hub_repo: str | None = None
+    published: PinnedPack | None = None
+    needs: BuildNeeds = field(default_factory=BuildNeeds)
     prompts: PromptsRecipe = field(default_factory=PromptsRecipe)
     alignment: AlignmentRecipe = field(default_factory=AlignmentRecipe)
     calibration: CalibrationRecipe = field(default_factory=CalibrationRecipe)
@@ -173,6 +179,11 @@ class Recipe:
         """The folder of :attr:`path` (relative prompt files resolve from it), ``None`` for in-code recipes."""
         return None if self.path is None else self.path.parent
 
+    @property
+    def hub_repo(self) -> str | None:
+        """The Hub repo the pack is published in (``None`` when not published: no repo is ever assumed)."""
+        return None if self.published is None else self.published.repo
+
     def to_dict(self) -> dict:
         """The recipe as plain data, in file order (``path`` left out)."""
         sections = ("source", "target", "prompts", "alignment", "calibration", "build")
@@ -181,7 +192,8 @@ class Recipe:
             "name": self.name,
             "description": self.description,
             "default": self.default,
-            "hub_repo": self.hub_repo,
+            "published": None if self.published is None else dict(self.published.__dict__),
+            "needs": self.needs.to_dict(),
         }
         for section in sections:
             value = getattr(self, section)
@@ -200,7 +212,7 @@ _SECTIONS = {
     "calibration": CalibrationRecipe,
     "build": BuildRecipe,
 }
-_TOP = ("recipe_version", "name", "description", "default", "hub_repo", *_SECTIONS)
+_TOP = ("recipe_version", "name", "description", "default", "published", "needs", *_SECTIONS)
 
 
 class RecipeError(ValueError):
@@ -270,7 +282,13 @@ def recipe_from_dict(
             f"{where}: a recipe is a mapping of keys (recipe_version, name, source, target, ...), "
             f"got {type(data).__name__}."
         )
-    _unknown(data, _TOP, "", problems)
+    if "hub_repo" in data:
+        # recipe_version 1 files written before pins: a repo id alone let whoever holds it serve any vectors.
+        problems.append(
+            "hub_repo: no longer read (a repo id alone is never downloaded); delete it, or, once the pack is "
+            "published, pin it: `published: {repo: org/name, commit: <40 hex>, sha256: <64 hex>}`"
+        )
+    _unknown({k: v for k, v in data.items() if k != "hub_repo"}, _TOP, "", problems)
     version = data.get("recipe_version")
     if version is None:
         problems.append(f"recipe_version: missing; add `recipe_version: {RECIPE_VERSION}`")
@@ -286,9 +304,8 @@ def recipe_from_dict(
         )
     description = _typed(data, "description", str, "", problems, default="")
     default = _typed(data, "default", bool, "", problems, default=False)
-    hub_repo = _typed(data, "hub_repo", str, "", problems, default=None)
-    if isinstance(hub_repo, str) and not _REPO_ID.match(hub_repo):
-        problems.append(f"hub_repo: {hub_repo!r} is not a Hub repo id of the form 'org/name'")
+    published = published_from_data(data.get("published"), problems)
+    needs = needs_from_data(data.get("needs"), problems)
     sections = {}
     for key, cls in _SECTIONS.items():
         value = data.get(key, {} if key not in ("source", "target") else None)
@@ -300,13 +317,16 @@ def recipe_from_dict(
             problems.append(f"{key}: must be a mapping, got {type(value).__name__}")
             value = {}
         sections[key] = _section(cls, value, key, problems, families)
+    source, target = sections["source"], sections["target"]
+    problems += publication_problems(published, source.model, source.revision, target.model, target.revision)
     if problems:
         raise RecipeError(f"{where} does not validate:\n" + "\n".join(f"  - {p}" for p in problems))
     return Recipe(
         name=name,
         description=description.strip(),
         default=default,
-        hub_repo=hub_repo,
+        published=published,
+        needs=needs,
         recipe_version=version,
         path=path.resolve() if path is not None else None,
         **sections,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,16 +13,24 @@ import yaml
 
 from safesteer_diffusers import DirectionPack
 from safesteer_diffusers.build.model_loading import minilm_folder
+from safesteer_diffusers.build.prompts.embedded import load_anchors, load_pairs
 from safesteer_diffusers.build.recipes import build_config
 from safesteer_diffusers.cli.main import main
 from safesteer_diffusers.packs.catalogue import _REPO_PACKS, recipe_files
-from safesteer_diffusers.packs.format import PACK_FILENAME
+from safesteer_diffusers.packs.format import I2P_CATEGORIES, PACK_FILENAME
 from safesteer_diffusers.packs.recipe import load_recipe
-from safesteer_diffusers.packs.recipe_card import render_card
+from safesteer_diffusers.packs.recipe_card import (
+    TABLE_END,
+    TABLE_START,
+    catalogue_table,
+    embedded_counts,
+    render_card,
+)
 from tests.packs.test_recipe import minimal
 
 RECIPES = recipe_files([_REPO_PACKS])
 DEMO = _REPO_PACKS / "tiny-sd-demo-from-minilm"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.parent.name for p in RECIPES])
@@ -32,9 +41,26 @@ def test_every_recipe_validates_and_its_card_is_generated_from_it(path):
     assert config.align == recipe.alignment.method and config.pooling in ("mean", "last")
     pack_file = path.parent / PACK_FILENAME
     pack = DirectionPack.from_file(pack_file) if pack_file.is_file() else None
-    assert pack is not None or recipe.hub_repo, "a recipe without a built pack must name its Hub repo"
+    assert pack is not None or recipe.published is None, "the shipped catalogue publishes no pack yet"
     # Cards are regenerated with `python -m safesteer_diffusers.packs.recipe_card`, never edited by hand.
     assert (path.parent / "README.md").read_text() == render_card(recipe, pack)
+
+
+def test_cards_and_the_docs_table_take_their_counts_from_the_data():
+    counts = embedded_counts()
+    assert counts["anchors"] == len(load_anchors())
+    assert counts["pairs"] == {c: len(load_pairs(c)) for c in I2P_CATEGORIES}
+    n_pairs, n_anchors = len(load_pairs()), len(load_anchors())
+    flux = (_REPO_PACKS / "flux1-schnell-from-llama31-8b" / "README.md").read_text()
+    assert f"embedded ({n_pairs:,} safe/unsafe pairs, {len(I2P_CATEGORIES)} I2P categories)" in flux
+    assert f"embedded benign anchors (all {n_anchors:,})" in flux
+    demo = DirectionPack.from_pretrained(DEMO).metadata["provenance"]
+    card = (DEMO / "README.md").read_text()
+    assert f"({demo['num_pairs']:,} safe/unsafe pairs" in card
+    assert f"(first {demo['num_anchors']:,} of {n_anchors:,})" in card
+    # docs/recipes.md carries the table `python -m safesteer_diffusers.packs.recipe_card` writes.
+    text = (DOCS / "recipes.md").read_text()
+    assert text.split(TABLE_START + "\n")[1].split(TABLE_END)[0] == catalogue_table()
 
 
 def test_the_shipped_demo_pack_matches_its_recipe():

@@ -1,5 +1,5 @@
-"""Recipes as data: every recipe in pretrained_directions/ validates and the catalogue covers the targets it
-must; a recipe with problems is refused with every problem and its fix named."""
+"""Recipes as data: every recipe in pretrained_directions/ validates, states what building it needs, and the
+catalogue covers the targets it must; a recipe with problems is refused with every problem and its fix named."""
 
 from __future__ import annotations
 
@@ -82,3 +82,22 @@ def test_recipe_errors_name_every_problem_and_the_fix():
         recipe_from_dict(minimal(prompts={"categories": ["gore"]}))
     with pytest.raises(RecipeError, match="No recipe file"):
         load_recipe(Path("does/not/exist.yaml"))
+    with pytest.raises(RecipeError) as error:
+        recipe_from_dict(minimal(needs={"gpu_memory_gb": -1, "vram": 3, "gated": "meta-llama/x"}))
+    message = str(error.value)
+    assert "needs.gpu_memory_gb: expected a non-negative number or null, got -1" in message
+    assert "needs.vram: unknown key" in message and "needs.gated: expected a list of model ids" in message
+
+
+def test_every_recipe_states_what_building_it_needs():
+    for path in RECIPES:
+        recipe = load_recipe(path)
+        needs = recipe.needs
+        assert needs.minutes is not None and needs.download_gb is not None, path
+        if not recipe.target.model.startswith("safesteer/tiny-"):
+            assert needs.gpu_memory_gb is not None, path
+        # Gated models named are the recipe's own models; Llama 3.1 is gated on the Hub.
+        assert set(needs.gated) <= {recipe.source.model, recipe.target.model}, path
+        assert ("meta-llama/Llama-3.1-8B-Instruct" in needs.gated) == recipe.source.model.startswith(
+            "meta-llama/"
+        )
