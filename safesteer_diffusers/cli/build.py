@@ -2,9 +2,10 @@
 
 Owns the command line of pack building: the ``build`` parser (:func:`register_build`, with ``--recipe`` from
 :func:`add_recipe_argument`), the flag-driven build (source LM -> target text space, or ``--native``) and
-:func:`build_command` (``--recipe FILE``: the recipe fixes what is built, the flags only where it runs). The
-building itself is :mod:`safesteer_diffusers.build` (imported when the command runs, so ``safesteer --help``
-stays quick).
+:func:`build_command` (``--recipe FILE``: the recipe fixes what is built, the flags only where it runs). Both
+end with the summary of :mod:`.build_summary`. The building itself is :mod:`safesteer_diffusers.build`
+(imported when the command runs, so ``safesteer --help`` stays quick); the model references are checked
+first (:mod:`.references`), so a mistyped path fails before any model loads.
 """
 
 from __future__ import annotations
@@ -13,15 +14,19 @@ import argparse
 import json
 from pathlib import Path
 
-from safesteer_diffusers.packs.recipe import ALIGN_METHODS, POOLINGS, TOKEN_POLICIES
-from safesteer_diffusers.utils.dtypes import DTYPES
+from safesteer_diffusers.utils.logging import get_logger
 
-from .arguments import key_values
+from .arguments import ALIGN_CHOICES, DTYPE_CHOICES, POOLING_CHOICES, TOKEN_CHOICES, HelpFormatter, key_values
+
+logger = get_logger(__name__)
 
 DEFAULT_BATCH_SIZE = 16
 """``--batch-size`` default; with ``--recipe``, any other value overrides the recipe's ``build.batch_size``."""
 _RECIPE_FIXES = ("source", "target", "pairs", "anchors", "native", "source_revision", "target_revision")
 """Flags (as ``args`` attributes) that a recipe fixes, so they cannot be combined with ``--recipe``."""
+_SOURCE = "a transformers model folder, a .gguf file or a Hub repo id"
+_TARGET = "a diffusers pipeline folder or Hub repo id"
+_PROMPTS = "a CSV / JSONL file, a dataset folder or a Hugging Face dataset id"
 
 
 def register_build(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -38,46 +43,71 @@ def register_build(commands: argparse._SubParsersAction) -> argparse.ArgumentPar
         help="build a direction pack (source LM -> target text space, benign-only alignment)",
         description="Estimate safety directions in a source LM, align them to a target pipeline's text space "
         "on benign anchors only, calibrate, and write a pack.",
+        formatter_class=HelpFormatter,
     )
-    build.add_argument("--source", help="source model id or folder (transformers causal LM or encoder)")
-    build.add_argument("--source-revision", default=None)
     build.add_argument(
-        "--target", default=None, help="diffusers pipeline id or folder (text encoders only are loaded)"
+        "--source", help=f"source model: {_SOURCE} (default: none; required unless --native or --recipe)"
     )
-    build.add_argument("--target-revision", default=None)
+    build.add_argument("--source-revision", default=None, help="Hub revision of --source (default: main)")
+    build.add_argument(
+        "--target",
+        default=None,
+        help=f"target pipeline: {_TARGET}; only its text encoders are loaded (default: none; required unless "
+        "--recipe)",
+    )
+    build.add_argument("--target-revision", default=None, help="Hub revision of --target (default: main)")
     build.add_argument(
         "--native", action="store_true", help="baseline: estimate directly in the target space"
     )
-    build.add_argument("--align", default="svd", choices=ALIGN_METHODS)
+    build.add_argument("--align", default="svd", choices=ALIGN_CHOICES, help="alignment map")
     build.add_argument("--layer", default="auto", help="source layer index or 'auto' (best held-out AUROC)")
-    build.add_argument("--pooling", default="mean", choices=POOLINGS)
     build.add_argument(
-        "--tokens", default="all", choices=TOKEN_POLICIES, help="steering token policy to calibrate for"
+        "--pooling", default="mean", choices=POOLING_CHOICES, help="source pooling over tokens"
     )
-    build.add_argument("--pairs", help="CSV/JSONL/HF dataset of safe/unsafe pairs (default: embedded)")
-    build.add_argument("--anchors", help="CSV/JSONL/HF dataset of BENIGN anchor prompts (default: embedded)")
-    build.add_argument("--max-anchors", type=int, default=None, help="use only the first N anchors")
-    build.add_argument("--gate-quantile", type=float, default=0.99)
-    build.add_argument("--seed", type=int, default=0)
-    build.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    build.add_argument("--dtype", default=None, choices=list(DTYPES))
-    build.add_argument("--device", default=None, help="e.g. cuda, cuda:1, cpu")
     build.add_argument(
-        "--device-map", default=None, help="transformers device_map for a big source model, e.g. auto"
+        "--tokens", default="all", choices=TOKEN_CHOICES, help="steering token policy to calibrate for"
+    )
+    build.add_argument("--pairs", help=f"safe/unsafe pairs: {_PROMPTS} (default: the embedded pairs)")
+    build.add_argument("--anchors", help=f"BENIGN anchor prompts: {_PROMPTS} (default: the embedded anchors)")
+    build.add_argument(
+        "--max-anchors", type=int, default=None, help="use only the first N anchors (default: all)"
+    )
+    build.add_argument(
+        "--gate-quantile",
+        type=float,
+        default=0.99,
+        help="gate threshold = this quantile of the benign anchors' scores",
+    )
+    build.add_argument("--seed", type=int, default=0, help="seed of the held-out splits and the fits")
+    build.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="prompts per forward pass")
+    build.add_argument(
+        "--dtype", default=None, choices=DTYPE_CHOICES, help="model dtype (default: the checkpoint's)"
+    )
+    build.add_argument(
+        "--device", default=None, help="e.g. cuda, cuda:1, cpu (default: where the models load, the CPU)"
+    )
+    build.add_argument(
+        "--device-map",
+        default=None,
+        help="transformers device_map for a big source model, e.g. auto (default: none, one device)",
     )
     build.add_argument(
         "--call-kwarg",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="target pipe(...) argument that changes encoding, e.g. max_sequence_length=256",
+        help="target pipe(...) argument that changes encoding, e.g. max_sequence_length=256 (repeatable; "
+        "default: none)",
     )
     build.add_argument(
         "--cache-dir", default=None, help="feature cache (default $SAFESTEER_CACHE or ~/.cache/safesteer)"
     )
-    build.add_argument("--no-cache", action="store_true")
+    build.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     build.add_argument(
-        "--out", default=None, help="output folder for the pack, its card and the build report"
+        "--out",
+        default=None,
+        help="output folder for the pack, its card and the build report (required unless --recipe, whose "
+        "default is the recipe's folder)",
     )
     add_recipe_argument(build)
     build.set_defaults(handler=_build)
@@ -95,12 +125,35 @@ def add_recipe_argument(build_parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="RECIPE_YAML",
         help="build the pack a recipe describes (pretrained_directions/<name>/recipe.yaml); it fixes the "
-        "source, target, prompts, alignment and calibration; --out defaults to the recipe's folder",
+        "source, target, prompts, alignment and calibration; --out defaults to the recipe's folder "
+        "(default: no recipe, the flags say what to build)",
     )
+
+
+def _check_references(args: argparse.Namespace) -> None:
+    """Fail on a missing path or an unreachable, uncached Hub id before any model loads."""
+    from .references import resolve_data, resolve_model
+
+    args.target = resolve_model(args.target, flag="--target", what=_TARGET, noun="target pipeline")
+    if args.source:
+        args.source = resolve_model(args.source, flag="--source", what=_SOURCE, noun="source model")
+    for flag in ("pairs", "anchors"):
+        if getattr(args, flag):
+            setattr(args, flag, resolve_data(getattr(args, flag), flag=f"--{flag}", what=_PROMPTS))
 
 
 def _build(args: argparse.Namespace) -> int:
     """``safesteer build``: from a recipe, or from the flags (``--target``, ``--out``, ``--source``/``--native``)."""
+    if args.recipe:
+        return build_command(args)
+    if not args.target or not args.out:
+        raise ValueError("--target and --out are required (or --recipe FILE).")
+    if not args.native and not args.source:
+        raise ValueError("--source is required (or --native for the target-space baseline).")
+    layer = args.layer if args.layer == "auto" else _layer(args.layer)
+    call_kwargs = key_values(args.call_kwarg, "--call-kwarg")
+    _check_references(args)
+
     from safesteer_diffusers.build.driver import BuildConfig, build_native_pack, build_pack
     from safesteer_diffusers.build.feature_cache import FeatureCache, default_cache_dir
     from safesteer_diffusers.build.model_loading import load_source, load_target_text_encoders
@@ -108,14 +161,7 @@ def _build(args: argparse.Namespace) -> int:
     from safesteer_diffusers.build.target_statistics import BenignPrompts
     from safesteer_diffusers.utils.dtypes import parse_dtype
 
-    if args.recipe:
-        return build_command(args)
-    if not args.target or not args.out:
-        raise ValueError("--target and --out are required (or --recipe FILE).")
-    if not args.native and not args.source:
-        raise ValueError("--source is required (or --native for the target-space baseline).")
     dtype = parse_dtype(args.dtype)
-    layer = args.layer if args.layer == "auto" else int(args.layer)
     config = BuildConfig(
         align=args.align,
         layer=layer,
@@ -124,7 +170,7 @@ def _build(args: argparse.Namespace) -> int:
         gate_quantile=args.gate_quantile,
         seed=args.seed,
         batch_size=args.batch_size,
-        call_kwargs=key_values(args.call_kwarg, "--call-kwarg"),
+        call_kwargs=call_kwargs,
         max_anchors=args.max_anchors,
     )
     pairs = read_pairs(args.pairs) if args.pairs else None
@@ -132,21 +178,23 @@ def _build(args: argparse.Namespace) -> int:
     if args.anchors:
         anchors = BenignPrompts(tuple(r.prompt for r in read_prompts(args.anchors)), str(args.anchors))
     cache = FeatureCache(None if args.no_cache else (args.cache_dir or default_cache_dir()))
-    target = load_target_text_encoders(
-        args.target, revision=args.target_revision, dtype=dtype, device=args.device
-    )
+    with _loading(args.target, "target pipeline", "--target"):
+        target = load_target_text_encoders(
+            args.target, revision=args.target_revision, dtype=dtype, device=args.device
+        )
     if args.native:
         result = build_native_pack(
             target, pairs=pairs, anchors=anchors, config=config, target_id=args.target, cache=cache
         )
     else:
-        model, tokenizer = load_source(
-            args.source,
-            revision=args.source_revision,
-            dtype=dtype,
-            device=args.device,
-            device_map=args.device_map,
-        )
+        with _loading(args.source, "source model", "--source"):
+            model, tokenizer = load_source(
+                args.source,
+                revision=args.source_revision,
+                dtype=dtype,
+                device=args.device,
+                device_map=args.device_map,
+            )
         result = build_pack(
             model,
             tokenizer,
@@ -160,16 +208,16 @@ def _build(args: argparse.Namespace) -> int:
             cache=cache,
         )
     out = Path(args.out)
-    path = result.pack.save_pretrained(out)
-    (out / "build_report.json").write_text(json.dumps(result.report, indent=2, sort_keys=True, default=str))
-    print(f"wrote {path}")
-    print(f"wrote {out / 'build_report.json'}")
-    try:
-        from safesteer_diffusers.packs.inspect import inspect_plot
-
-        print(f"wrote {inspect_plot(result.pack, out / 'build_report.png')}")
-    except ImportError:
-        print("(matplotlib not installed: no build_report.png)")
+    written = {"pack": result.pack.save_pretrained(out)}
+    written["report"] = out / "build_report.json"
+    written["report"].write_text(json.dumps(result.report, indent=2, sort_keys=True, default=str))
+    card = out / "README.md"
+    if card.is_file():
+        written["card"] = card
+    plot = _plot(result.pack, out / "build_report.png")
+    if plot is not None:
+        written["plot"] = plot
+    _finish(result.pack, out, written)
     return 0
 
 
@@ -186,17 +234,22 @@ def build_command(args: argparse.Namespace) -> int:
         ValueError: flags that the recipe fixes were given, ``--max-anchors`` would overwrite the recipe's own
             pack, or the recipe does not validate / build.
     """
-    from safesteer_diffusers.build.feature_cache import FeatureCache, default_cache_dir
-    from safesteer_diffusers.build.recipes import build_from_recipe, write_build
-    from safesteer_diffusers.packs.recipe import load_recipe
-    from safesteer_diffusers.pipelines.registry import registered_targets
-
     given = [f"--{name.replace('_', '-')}" for name in _RECIPE_FIXES if getattr(args, name, None)]
     if given:
         raise ValueError(
             f"{', '.join(given)} cannot be combined with --recipe: the recipe fixes what is built. Edit the "
             "recipe (or copy it), or drop --recipe."
         )
+    from .references import missing_path_message
+
+    if not Path(args.recipe).expanduser().is_file():
+        raise ValueError(missing_path_message(args.recipe, "--recipe", "a recipe.yaml file", "recipe"))
+
+    from safesteer_diffusers.build.feature_cache import FeatureCache, default_cache_dir
+    from safesteer_diffusers.build.recipes import build_from_recipe, write_build
+    from safesteer_diffusers.packs.recipe import load_recipe
+    from safesteer_diffusers.pipelines.registry import registered_targets
+
     recipe = load_recipe(args.recipe, families=registered_targets())
     out = Path(args.out) if args.out else recipe.folder
     if args.max_anchors and out == recipe.folder:
@@ -207,7 +260,13 @@ def build_command(args: argparse.Namespace) -> int:
     cache = FeatureCache(None if args.no_cache else (args.cache_dir or default_cache_dir()))
     # Only a batch size the user chose overrides the recipe's (the parser cannot tell "16" from the default).
     batch_size = args.batch_size if args.batch_size != DEFAULT_BATCH_SIZE else None
-    print(f"building {recipe.name}: {recipe.source.model} -> {recipe.target.model} ({recipe.target.family})")
+    logger.info(
+        "building %s: %s -> %s (%s)",
+        recipe.name,
+        recipe.source.model,
+        recipe.target.model,
+        recipe.target.family,
+    )
     result = build_from_recipe(
         recipe,
         device=args.device,
@@ -217,7 +276,49 @@ def build_command(args: argparse.Namespace) -> int:
         max_anchors=args.max_anchors,
         batch_size=batch_size,
     )
-    for label, path in write_build(result, recipe, out).items():
-        print(f"wrote {path} ({label})")
-    print(f"inspect it: safesteer inspect {out} [--plot build_report.png]")
+    written = write_build(result, recipe, out)
+    plot = _plot(result.pack, out / "build_report.png")
+    if plot is not None:
+        written["plot"] = plot
+    _finish(result.pack, out, written)
     return 0
+
+
+def _layer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"--layer expects a layer index (0, 1, ...) or 'auto', got {text!r}.") from None
+
+
+class _loading:  # noqa: N801 (used as a lower-case context manager, like contextlib's)
+    """Turns a model loading failure into one message that names the model, the flag and the fix."""
+
+    def __init__(self, model_id: str, what: str, flag: str) -> None:
+        self.model_id, self.what, self.flag = model_id, what, flag
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, error, traceback) -> bool:  # noqa: ANN001
+        if isinstance(error, OSError):
+            from safesteer_diffusers.evaluate.missing_models import missing_model
+
+            raise missing_model(self.model_id, self.what, error, self.flag) from error
+        return False
+
+
+def _plot(pack, path: Path) -> Path | None:
+    try:
+        from safesteer_diffusers.packs.inspect import inspect_plot
+
+        return inspect_plot(pack, path)
+    except ImportError:
+        logger.info("matplotlib is not installed: no %s (pip install matplotlib).", path.name)
+        return None
+
+
+def _finish(pack, out: Path, written: dict[str, Path]) -> None:
+    from .build_summary import build_summary
+
+    print(build_summary(pack, out, written))

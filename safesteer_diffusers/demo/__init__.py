@@ -11,3 +11,9 @@
 The tiny pipelines and the tiny source model come from :mod:`safesteer_diffusers.testing`; the subcommand is
 :mod:`safesteer_diffusers.cli.demo`. Nothing heavy is imported here.
 """
+
+from safesteer_diffusers.utils.logging import silence_torchvision_notices
+
+# Before the demo's modules import diffusers: transformers' "requires torchvision ... falling back to ...Pil"
+# notice is about image processors the demo never uses (only that notice is dropped).
+silence_torchvision_notices()

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from safesteer_diffusers.build.model_loading import MINILM_ID, MINILM_PIN, load_minilm, minilm_folder
+from safesteer_diffusers.evaluate.missing_models import missing_model
 from safesteer_diffusers.testing import (
     DEMO_MODEL_ID,
     TINY_SOURCE_ID,
@@ -15,6 +16,7 @@ from safesteer_diffusers.testing import (
     tiny_pipeline_for,
     tiny_source,
 )
+from safesteer_diffusers.utils.logging import silence_torchvision_notices
 
 from .config import DemoConfig
 
@@ -22,18 +24,13 @@ __all__ = ["import_quietly", "load_demo_source", "load_demo_target", "text_dims"
 
 
 def import_quietly() -> None:
-    """Import diffusers' pipelines with transformers' import-time notices (e.g. "requires torchvision")
-    silenced: they are about image processors the demo never uses."""
-    from transformers.utils import logging as transformers_logging
+    """Import diffusers' pipelines without transformers' "requires torchvision ... falling back" notices: they
+    are about image processors the demo never uses. Only that notice is dropped
+    (:func:`~safesteer_diffusers.utils.logging.silence_torchvision_notices`); other warnings still show."""
+    silence_torchvision_notices()
+    import diffusers
 
-    verbosity = transformers_logging.get_verbosity()
-    transformers_logging.set_verbosity_error()
-    try:
-        import diffusers
-
-        diffusers.StableDiffusionPipeline  # noqa: B018 (the lazy import is the point)
-    finally:
-        transformers_logging.set_verbosity(verbosity)
+    diffusers.StableDiffusionPipeline  # noqa: B018 (the lazy import is the point)
 
 
 def load_demo_source(config: DemoConfig) -> dict:
@@ -65,7 +62,10 @@ def load_demo_source(config: DemoConfig) -> dict:
     from safesteer_diffusers.build.model_loading import load_source
     from safesteer_diffusers.utils.dtypes import parse_dtype
 
-    model, tokenizer = load_source(choice, dtype=parse_dtype(config.dtype), device=config.device)
+    try:
+        model, tokenizer = load_source(choice, dtype=parse_dtype(config.dtype), device=config.device)
+    except OSError as error:
+        raise missing_model(choice, "source model", error, "--source") from None
     return {"model": model, "tokenizer": tokenizer, "id": choice, "revision": None, "label": choice}
 
 
@@ -98,7 +98,10 @@ def load_demo_target(config: DemoConfig) -> dict:
     kwargs: dict[str, Any] = {}
     if config.dtype:
         kwargs["torch_dtype"] = parse_dtype(config.dtype)
-    pipe = DiffusionPipeline.from_pretrained(model_id, **kwargs)
+    try:
+        pipe = DiffusionPipeline.from_pretrained(model_id, **kwargs)
+    except (OSError, ValueError) as error:  # diffusers raises ValueError for a path that is not there
+        raise missing_model(model_id, "target pipeline", error, "--target") from None
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)

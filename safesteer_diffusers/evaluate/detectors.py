@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from safesteer_diffusers.utils.logging import silence_torchvision_notices
+
 from .missing_models import missing_model
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "NudeNetDetector",
     "Q16Detector",
     "build_detector",
+    "check_detector_spec",
     "detector_name",
     "load_q16_prompts",
     "parse_detector_spec",
@@ -360,6 +363,9 @@ class Q16Detector:
     ) -> None:
         self.prompts = prompts if torch.is_tensor(prompts) else load_q16_prompts(prompts)
         if model is None or processor is None:
+            # Before transformers resolves CLIPImageProcessor: without torchvision it falls back to the PIL
+            # processor (OpenAI CLIP's own preprocessing, which Q16 was trained with) and says so.
+            silence_torchvision_notices()
             from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
             model = model or _from_pretrained(CLIPVisionModelWithProjection, model_id, "Q16's CLIP model")
@@ -440,6 +446,7 @@ class HFClassifierDetector:
         name: str | None = None,
     ) -> None:
         if model is None or processor is None:
+            silence_torchvision_notices()  # before transformers resolves the image processor class
             from transformers import AutoImageProcessor, AutoModelForImageClassification
 
             model = model or _from_pretrained(AutoModelForImageClassification, model_id, "image classifier")
@@ -574,11 +581,44 @@ def build_detector(
     """
     kind, arg, options = parse_detector_spec(spec)
     kind = _NUDENET_ALIASES.get(kind, kind)
-    name = detector_name(spec)
     if loaders and kind in loaders:
         return loaders[kind](arg, **options)
+    factory, arguments = _detector_arguments(
+        spec, device=device, clip_model_id=clip_model_id, loaders=loaders
+    )
+    return factory(**arguments)
+
+
+def check_detector_spec(spec: str, *, loaders: dict[str, Callable[..., Detector]] | None = None) -> str:
+    """Check a spec as :func:`build_detector` would, without loading any model.
+
+    Returns:
+        The detector's name (:func:`detector_name`).
+
+    Raises:
+        ValueError: an unknown kind or option, a missing argument (Q16's prompt file, an ``hf:`` model id).
+    """
+    kind, _, _ = parse_detector_spec(spec)
+    if not (loaders and _NUDENET_ALIASES.get(kind, kind) in loaders):
+        factory, arguments = _detector_arguments(spec, device=None, clip_model_id="", loaders=loaders)
+        if factory is Q16Detector:
+            load_q16_prompts(arguments["prompts"])  # a small file: a wrong path fails here, not after loading
+    return detector_name(spec)
+
+
+def _detector_arguments(
+    spec: str,
+    *,
+    device: str | torch.device | None,
+    clip_model_id: str,
+    loaders: dict[str, Callable[..., Detector]] | None,
+) -> tuple[Callable[..., Detector], dict[str, Any]]:
+    """The detector class of a spec and its keyword arguments, every option checked (nothing loaded)."""
+    kind, arg, options = parse_detector_spec(spec)
+    kind = _NUDENET_ALIASES.get(kind, kind)
+    name = detector_name(spec)
     if kind in NUDENET_PRESETS:
-        settings = dict(NUDENET_PRESETS[kind])
+        settings: dict[str, Any] = dict(NUDENET_PRESETS[kind])
         if arg is not None:
             raise ValueError(
                 f"Detector spec {spec!r}: NudeNet takes options only (e.g. {kind}:threshold=0.5)."
@@ -596,7 +636,7 @@ def build_detector(
         model_path = options.pop("model", None)
         resolution = int(options.pop("resolution", 320))
         _check_no_options_left(options, spec, "labels, threshold, min_score, per_label, model, resolution")
-        return NudeNetDetector(**settings, model_path=model_path, resolution=resolution, name=name)
+        return NudeNetDetector, {**settings, "model_path": model_path, "resolution": resolution, "name": name}
     if kind == "q16":
         prompts = arg or options.pop("prompts", None)
         if prompts is None:
@@ -604,13 +644,14 @@ def build_detector(
         threshold = _float_option(options, "threshold", spec)
         model_id = options.pop("model", clip_model_id)
         _check_no_options_left(options, spec, "prompts, threshold, model")
-        return Q16Detector(
-            prompts,
-            model_id=model_id,
-            threshold=0.5 if threshold is None else threshold,
-            device=device,
-            name=name,
-        )
+        arguments = {
+            "prompts": prompts,
+            "model_id": model_id,
+            "threshold": 0.5 if threshold is None else threshold,
+            "device": device,
+            "name": name,
+        }
+        return Q16Detector, arguments
     if kind == "hf":
         if arg is None:
             raise ValueError(
@@ -619,12 +660,13 @@ def build_detector(
         labels = options.pop("labels", None)
         threshold = _float_option(options, "threshold", spec)
         _check_no_options_left(options, spec, "labels, threshold")
-        return HFClassifierDetector(
-            arg,
-            labels=[label.strip() for label in labels.split("+")] if labels else None,
-            threshold=0.5 if threshold is None else threshold,
-            device=device,
-            name=name,
-        )
+        arguments = {
+            "model_id": arg,
+            "labels": [label.strip() for label in labels.split("+")] if labels else None,
+            "threshold": 0.5 if threshold is None else threshold,
+            "device": device,
+            "name": name,
+        }
+        return HFClassifierDetector, arguments
     known = sorted([*NUDENET_PRESETS, *_NUDENET_ALIASES, "q16", "hf", *(loaders or {})])
     raise ValueError(f"Unknown detector {kind!r} in spec {spec!r}; known: {', '.join(known)}.")

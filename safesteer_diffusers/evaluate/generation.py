@@ -96,6 +96,25 @@ class ItemGenerator:
             p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
         )
 
+    def check_fit(self, cells: Sequence[tuple[str, float]]) -> None:
+        """Wrap and unwrap the pipeline once per pack of ``cells`` (``(pack, strength)`` pairs to generate),
+        so that a pack that does not fit the pipeline fails before any image is generated, and the wrap's
+        own notices (a pack built for another model) appear once, before the progress bar.
+
+        Raises:
+            ValueError: what ``SafeSteer.wrap`` raises for a pack and these wrap arguments.
+        """
+        checked: set[str] = set()
+        for pack, strength in cells:
+            if pack == BASELINE or pack in checked:
+                continue
+            checked.add(pack)
+            try:
+                with steered(self.pipe, self.packs[pack], strength, self.wrap_kwargs):
+                    pass
+            except ValueError as error:
+                raise ValueError(f"Pack {pack!r} cannot steer this pipeline: {error}") from None
+
     def generate(self, pack: str, strength: float, items: Sequence[WorkItem]) -> dict[str, Generated]:
         """Generate ``items`` (all of pack ``pack`` at ``strength``) and save their images.
 

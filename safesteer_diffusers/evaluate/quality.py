@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from safesteer_diffusers.utils.logging import silence_torchvision_notices
+
 from .missing_models import missing_model
 
 __all__ = [
@@ -110,6 +112,7 @@ class _TruncatingProcessor:
 
 def load_clip(model_id: str, *, dtype: torch.dtype | None = None) -> tuple[Any, Any]:
     """``CLIPModel`` and ``CLIPProcessor`` of a Hub id or folder, with an actionable error when missing."""
+    silence_torchvision_notices()  # before transformers resolves CLIPImageProcessor (see utils.logging)
     from transformers import CLIPModel, CLIPProcessor
 
     try:

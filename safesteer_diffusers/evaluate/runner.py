@@ -22,10 +22,13 @@ from PIL import Image
 from safesteer_diffusers.build.prompts.readers import PromptRecord
 from safesteer_diffusers.packs.direction_pack import DirectionPack
 from safesteer_diffusers.utils.distributed import ProcessGroup, current_process_group
+from safesteer_diffusers.utils.logging import warnings_to_logger
 
 from .detectors import Detector
 from .fid_cells import fid_by_cell
 from .generation import Generated, ItemGenerator, images_on_disk
+from .grids import PACK_GRIDS, STRENGTH_GRIDS, write_grids, write_pack_grids
+from .plots import write_tradeoff_plot
 from .quality import ClipScorer, FidScorer
 from .run_plan import EvalSettings, RunPlan
 from .scoring import ItemScorer
@@ -39,7 +42,7 @@ from .store import (
     rank_file,
     remove_files,
 )
-from .summary import summarise, write_grids, write_summary, write_tradeoff_plot
+from .summary import summarise, write_summary
 from .work_items import PromptSet, WorkItem, shard
 
 __all__ = ["EvalResult", "run_evaluation"]
@@ -167,10 +170,14 @@ def run_evaluation(
         video_frames=settings.video_frames,
     )
     scorer = ItemScorer(out, detectors, clip, combine=settings.combine, rank=group.rank)
-    with RowWriter(writer_path) as writer:
-        generated, scored = _process_share(
-            mine, rows, writer, generator, scorer, out=out, progress=settings.progress, group=group
-        )
+    # Warnings raised while the progress bar runs (e.g. the wrap's "pack built for another model") are logged
+    # above the bar instead of printed into it.
+    with warnings_to_logger():
+        generator.check_fit([(i.pack, i.strength) for i in mine if not scorer.is_complete(rows.get(i.key))])
+        with RowWriter(writer_path) as writer:
+            generated, scored = _process_share(
+                mine, rows, writer, generator, scorer, out=out, progress=settings.progress, group=group
+            )
     if group.world > 1:
         marker_file(out, group.rank).write_text(json.dumps({"generated": generated, "scored": scored}))
     if not group.is_main:
@@ -274,18 +281,51 @@ def _write_reports(
     plot = write_tradeoff_plot(summary, out / "tradeoff.png", title=str(header["pipeline"]))
     if plot is not None:
         files["tradeoff"] = plot
-    for path in write_grids(
-        plan.items,
-        rows,
-        out,
+    grid_args = dict(
         packs=plan.packs,
         strengths=plan.strengths,
         share_baseline=plan.share_baseline,
         prompts=settings.grid_prompts,
-    ):
+    )
+    for path in write_grids(plan.items, rows, out, **grid_args):
         files[f"grid_{path.stem}"] = path
-    log(f"wrote {csv_path}, {md_path}" + (f", {plot}" if plot else "") + f" and {out / RESULTS}")
+    for path in write_pack_grids(plan.items, rows, out, **grid_args):
+        files[f"pack_grid_{path.stem}"] = path
+    log(_written_message(out, files))
     return summary, files
+
+
+def _written_message(out: Path, files: Mapping[str, Path]) -> str:
+    """The closing lines of a run: every output of ``out`` and what it shows."""
+    lines = [f"wrote {out}/:"]
+    entries = [
+        (
+            "summary.md, summary.csv",
+            "ASR (with its interval), CLIP score and FID per pack x strength x category",
+        ),
+    ]
+    if "tradeoff" in files:
+        entries.append(("tradeoff.png", "ASR against CLIP score (or strength), one curve per pack"))
+    by_strength = sum(1 for name in files if name.startswith("grid_strength_"))
+    by_pack = sum(1 for name in files if name.startswith("pack_grid_"))
+    if by_strength:
+        entries.append(
+            (
+                f"{STRENGTH_GRIDS}/",
+                f"strength_<s>.png: prompts x packs, one grid per strength ({by_strength})",
+            )
+        )
+    if by_pack:
+        entries.append(
+            (
+                f"{PACK_GRIDS}/",
+                f"<pack>.png: prompts x strengths side by side, same prompt and seed per row ({by_pack})",
+            )
+        )
+    entries.append(("images/, results.jsonl", "every image, and one JSON row per item"))
+    width = max(len(name) for name, _ in entries)
+    lines += [f"  {name:<{width}}  {what}" for name, what in entries]
+    return "\n".join(lines)
 
 
 def _wait_for_markers(out: Path, world: int, log: Callable[[str], None], poll: float = 2.0) -> None:

@@ -1,34 +1,30 @@
 """What an evaluation reports from its result rows: the summary rows (:func:`summarise`, one per pack x
-strength x category), ``summary.csv`` / ``summary.md``, ``tradeoff.png`` (ASR against CLIP score, one curve
-per pack) and the per-strength image grids ``grids/strength_<s>.png``."""
+strength x category) and ``summary.csv`` / ``summary.md``. The plot ``tradeoff.png`` is :mod:`.plots`, the
+image grids (``grids/``, ``grids_by_pack/``) are :mod:`.grids`."""
 
 from __future__ import annotations
 
 import csv
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from safesteer_diffusers.packs.format import I2P_CATEGORIES
-from safesteer_diffusers.utils.images import make_grid
 
-from .images import load_images
+from .grids import source_pack, write_grids
+from .plots import write_tradeoff_plot
 from .stats import attack_success_rate, bootstrap_interval, combine_flags
-from .work_items import BASELINE, WorkItem, format_strength
+from .work_items import WorkItem, format_strength
 
-__all__ = ["ALL", "BENIGN", "summarise", "write_grids", "write_summary", "write_tradeoff_plot"]
+# write_grids and write_tradeoff_plot live in .grids and .plots; they are re-exported here for callers that
+# imported them from this module.
+__all__ = ["ALL", "BENIGN", "summarise", "source_pack", "write_grids", "write_summary", "write_tradeoff_plot"]
 
 ALL = "all"
 """Category of the summary row over every unsafe prompt."""
 BENIGN = "benign"
 """Category of the summary row over the benign prompts (ASR there is the detectors' false-positive rate)."""
-
-
-def source_pack(pack: str, strength: float, share_baseline: bool) -> str:
-    """The pack label under which a (pack, strength) cell's images were generated."""
-    return BASELINE if share_baseline and strength == 0 else pack
 
 
 def category_order(items: Sequence[WorkItem]) -> list[str]:
@@ -243,132 +239,3 @@ def _asr_text(row: Mapping[str, Any] | None) -> str:
     if not row or row.get("asr") is None:
         return ""
     return f"{row['asr']:.3f} [{_fmt(row.get('asr_low'))}, {_fmt(row.get('asr_high'))}]"
-
-
-def write_tradeoff_plot(summary: Sequence[Mapping[str, Any]], path: Path, *, title: str = "") -> Path | None:
-    """ASR (all unsafe prompts, with its interval) against CLIP score (benign prompts when present), one
-    curve per pack, points labelled with their strength. Without CLIP scores the x axis is the strength.
-
-    Returns:
-        The PNG path, or ``None`` (with a warning) when matplotlib is not installed or there is no ASR.
-    """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        warnings.warn("matplotlib is not installed: no tradeoff.png (pip install matplotlib).", stacklevel=2)
-        return None
-    cells: dict[str, dict[float, dict[str, Mapping[str, Any]]]] = {}
-    for row in summary:
-        cells.setdefault(row["pack"], {}).setdefault(row["strength"], {})[row["category"]] = row
-    has_clip = any(
-        (c.get(BENIGN) or c.get(ALL) or {}).get("clip_score") is not None
-        for p in cells.values()
-        for c in p.values()
-    )
-    figure, axis = plt.subplots(figsize=(6.4, 4.8), dpi=120)
-    plotted = False
-    for pack, by_strength in cells.items():
-        xs, ys, lows, highs, labels = [], [], [], [], []
-        for strength in sorted(by_strength):
-            cats = by_strength[strength]
-            unsafe = cats.get(ALL)
-            if not unsafe or unsafe.get("asr") is None:
-                continue
-            x = (cats.get(BENIGN) or unsafe).get("clip_score") if has_clip else strength
-            if x is None:
-                continue
-            xs.append(x)
-            ys.append(unsafe["asr"])
-            lows.append(
-                unsafe["asr"]
-                - (unsafe.get("asr_low") if unsafe.get("asr_low") is not None else unsafe["asr"])
-            )
-            highs.append(
-                (unsafe.get("asr_high") if unsafe.get("asr_high") is not None else unsafe["asr"])
-                - unsafe["asr"]
-            )
-            labels.append(format_strength(strength))
-        if not xs:
-            continue
-        plotted = True
-        line = axis.errorbar(xs, ys, yerr=[lows, highs], marker="o", capsize=3, label=pack)
-        for x, y, label in zip(xs, ys, labels, strict=True):
-            axis.annotate(
-                f"s={label}",
-                (x, y),
-                textcoords="offset points",
-                xytext=(4, 4),
-                fontsize=8,
-                color=line[0].get_color(),
-            )
-    if not plotted:
-        plt.close(figure)
-        return None
-    axis.set_xlabel("CLIP score (benign prompts)" if has_clip else "strength")
-    axis.set_ylabel("ASR (unsafe prompts)")
-    axis.set_title(title or "Safety / quality trade-off")
-    axis.grid(alpha=0.3)
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
-
-
-def write_grids(
-    items: Sequence[WorkItem],
-    rows: Mapping[str, Mapping[str, Any]],
-    out: Path,
-    *,
-    packs: Sequence[str],
-    strengths: Sequence[float],
-    share_baseline: bool,
-    prompts: int = 4,
-) -> list[Path]:
-    """One grid per strength (``grids/strength_<s>.png``): rows = the first ``prompts`` prompts (first seed;
-    unsafe prompts when present, else benign), columns = packs. Video items show their first sampled frame.
-
-    Args:
-        items: the planned items.
-        rows: result rows by key (items without a row or image show a grey square).
-        out: the output folder.
-        packs, strengths: the columns and the grids.
-        share_baseline: the strength-0 grid has the single shared ``baseline`` column.
-        prompts: prompts per grid (0: no grid).
-
-    Returns:
-        The paths written.
-    """
-    if prompts <= 0:
-        return []
-    wanted_set = "unsafe" if any(item.set == "unsafe" for item in items) else "benign"
-    first: dict[tuple[str, str, int], WorkItem] = {}
-    for item in items:
-        if item.set == wanted_set and item.index < prompts:
-            first.setdefault((item.pack, format_strength(item.strength), item.index), item)
-    indices = sorted({index for (_, _, index) in first})
-    if not indices:
-        return []
-    prompt_text = {index: item.prompt for (_, _, index), item in first.items()}
-    written = []
-    for strength in strengths:
-        columns = [BASELINE] if share_baseline and strength == 0 else list(packs)
-        cells = []
-        for index in indices:
-            row_images = []
-            for pack in columns:
-                item = first.get((pack, format_strength(strength), index))
-                row = rows.get(item.key) if item else None
-                paths = (row or {}).get("images") or []
-                shown = paths[:1] if paths and (out / paths[0]).is_file() else []
-                row_images.append(load_images(out, shown)[0] if shown else None)
-            cells.append(row_images)
-        grid = make_grid(cells, [prompt_text[i] for i in indices], columns)
-        path = out / "grids" / f"strength_{format_strength(strength)}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        grid.save(path)
-        written.append(path)
-    return written

@@ -148,3 +148,27 @@ def test_demo_on_a_pipeline_folder_uses_the_real_model_path(tmp_path):
     assert set(shift["along_global"]) == {"text_encoder", "text_encoder_2"}
     assert all(v == pytest.approx(2.0, rel=1e-3) for v in shift["along_global"].values())
     assert "not meaningful pictures" not in (tmp_path / "out" / "README.txt").read_text()
+
+
+def test_demo_with_a_folder_that_is_no_pipeline_is_one_error_line(tmp_path, capsys):
+    (tmp_path / "not-a-pipeline").mkdir()
+    argv = [
+        "demo",
+        "--source",
+        "tiny",
+        "--target",
+        str(tmp_path / "not-a-pipeline"),
+        "--quick",
+        "--no-progress",
+    ]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("safesteer: error: Could not load the target pipeline")
+    assert "check the path" in error and "Traceback" not in error
+
+
+def test_demo_with_a_missing_target_fails_before_loading_the_source(tmp_path, capsys):
+    argv = ["demo", "--target", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert "no such file or folder" in error and not (tmp_path / "out").exists()

@@ -1,0 +1,63 @@
+"""``safesteer build`` ends with a summary: what was built and where, the held-out AUROC and alignment R^2
+with what they mean, and the next commands (inspect, then use)."""
+
+from __future__ import annotations
+
+import pytest
+
+from safesteer_diffusers.cli.build_summary import AUROC_MEANING, R2_MEANING, build_summary
+from safesteer_diffusers.cli.main import main
+from safesteer_diffusers.packs.direction_pack import DirectionPack
+from safesteer_diffusers.testing import tiny_pipeline, tiny_source
+from tests.cli.support import ROOT
+
+DEMO_PACK = ROOT / "pretrained_directions" / "tiny-sd-demo-from-minilm"
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("build_models")
+    pipe, _ = tiny_pipeline("sd")
+    pipe.save_pretrained(folder / "sd")
+    model, tokenizer, _ = tiny_source()
+    model.save_pretrained(folder / "llm")
+    tokenizer.save_pretrained(folder / "llm")
+    return folder
+
+
+def test_summary_of_a_transferred_pack(tmp_path):
+    pack = DirectionPack.from_pretrained(DEMO_PACK)
+    text = build_summary(pack, tmp_path / "out", {"pack": tmp_path / "out" / "safesteer_pack.safetensors"})
+    assert text.startswith("Built a transferred pack for safesteer/tiny-sd-demo (8 directions: global + 7")
+    assert f"wrote {tmp_path / 'out'}/: safesteer_pack.safetensors (pack)" in text
+    auroc = pack.metadata["source"]["auroc"]
+    assert f"held-out AUROC (source): global {auroc['global']:.3f}" in text and AUROC_MEANING in text
+    r2 = pack.metadata["alignment"]["text_encoder"]["heldout_r2"]
+    assert (
+        f"alignment R^2 (held-out benign anchors): text_encoder {r2:.3f} (svd" in text and R2_MEANING in text
+    )
+    lines = text.splitlines()
+    assert lines[lines.index("Next:") + 1].startswith(f"  safesteer inspect {tmp_path / 'out'}")
+    assert "SafeSteer.wrap(pipe," in text
+
+
+def test_cli_build_prints_the_summary_last(saved, tmp_path, capsys):
+    out = tmp_path / "pack"
+    argv = ["build", "--source", str(saved / "llm"), "--target", str(saved / "sd"), "--out", str(out)]
+    assert main([*argv, "--max-anchors", "32", "--no-cache", "--batch-size", "64"]) == 0
+    printed = capsys.readouterr().out
+    summary = printed[printed.index("Built a transferred pack") :]
+    assert f"wrote {out}/: safesteer_pack.safetensors (pack)" in summary
+    assert "held-out AUROC (source): global" in summary and "alignment R^2" in summary
+    assert "32 anchors" in summary
+    assert summary.rstrip().splitlines()[-3].startswith(f"  safesteer inspect {out}")
+
+
+def test_cli_native_build_says_there_is_no_alignment(saved, tmp_path, capsys):
+    out = tmp_path / "native"
+    argv = ["build", "--native", "--target", str(saved / "sd"), "--out", str(out), "--max-anchors", "32"]
+    assert main([*argv, "--no-cache", "--batch-size", "64"]) == 0
+    printed = capsys.readouterr().out
+    assert "Built a native pack for" in printed and "native baseline" in printed
+    assert "held-out AUROC (target text_encoder): global" in printed
+    assert "alignment R^2: none (native pack: no map between models)" in printed
