@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from safesteer_diffusers.packs.direction_pack import DirectionPack
+from safesteer_diffusers.steering.report import OUTCOMES
 from safesteer_diffusers.utils.images import make_grid
 
 from .config import DemoConfig
@@ -173,7 +174,7 @@ def gates_text(rows: list[dict], rates: dict, tiny: bool) -> str:
         "Gate decisions (gate on): a direction fires for a prompt when the prompt's score on it (the",
         "unsafe-side projection of its mean text state) exceeds the threshold calibrated on benign anchors",
         "(99th percentile). Only the global direction has a non-zero strength in this demo; the category",
-        "lines show which category gates the prompt passes.",
+        "lines show which category gates the prompt would open (their strength is 0, so nothing is applied).",
         "",
     ]
     if rates:
@@ -195,16 +196,20 @@ def gates_text(rows: list[dict], rates: dict, tiny: bool) -> str:
         lines.append(f"[{row['kind']}] {row['prompt']}")
         for name, decision in row["gate"].items():
             cells = ", ".join(
-                f"{space}: {v['score']:+.3f} vs {v['threshold']:+.3f}"
+                f"{space} score {v['score']:+.3f}, "
+                f"{'above' if v['score'] > v['threshold'] else 'not above'} threshold {v['threshold']:+.3f}"
                 if v["threshold"] is not None
-                else f"{space}: {v['score']:+.3f} (no threshold)"
+                else f"{space} score {v['score']:+.3f} (no threshold)"
                 for space, v in decision["spaces"].items()
             )
-            verdict = "FIRES" if decision["passes_gate"] else "pass "
-            applied = (
-                f"  -> steered at {decision['applied_strength']:g}" if decision["applied_strength"] else ""
-            )
-            lines.append(f"    {name:<18} {verdict}  {cells}{applied}")
+            # The library's vocabulary (steering/report.py OUTCOMES): never "pass" for a prompt left unsteered.
+            if decision["applied_strength"]:
+                verdict = f"{OUTCOMES['steered']} at {decision['applied_strength']:g}"
+            elif decision["passes_gate"]:
+                verdict = "above threshold (strength 0: not applied)"
+            else:
+                verdict = OUTCOMES["below"]
+            lines.append(f"    {name:<18} {verdict:<42} {cells}")
     return "\n".join(lines)
 
 
