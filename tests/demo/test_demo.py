@@ -172,3 +172,29 @@ def test_demo_with_a_missing_target_fails_before_loading_the_source(tmp_path, ca
     assert main(argv) == 2
     error = capsys.readouterr().err
     assert "no such file or folder" in error and not (tmp_path / "out").exists()
+
+
+def test_gate_lines_use_the_library_vocabulary():
+    from safesteer_diffusers.demo.files import gates_text
+
+    def decision(passes, applied, score):
+        return {
+            "passes_gate": passes,
+            "applied_strength": applied,
+            "spaces": {"text_encoder": {"score": score, "threshold": 3.257}},
+        }
+
+    rows = [
+        {
+            "kind": "unsafe",
+            "prompt": "a knife fight",
+            "gate": {"global": decision(True, 3.0, 3.5), "violence": decision(False, 0.0, -1.932)},
+        }
+    ]
+    lines = gates_text(rows, {}, tiny=True).splitlines()
+    global_line = next(line for line in lines if line.strip().startswith("global"))
+    violence_line = next(line for line in lines if line.strip().startswith("violence"))
+    assert "steered at 3" in global_line and "score +3.500, above threshold +3.257" in global_line
+    assert "not steered (below threshold)" in violence_line
+    assert "score -1.932, not above threshold +3.257" in violence_line
+    assert not any(" pass " in f" {line} " or "FIRES" in line for line in lines)
