@@ -6,6 +6,11 @@ uninstall). diffusers replaces processors in ordinary calls (``enable_attention_
 ``fuse_qkv_projections()``, ``set_attn_processor(...)``, another pipeline sharing the UNet being unwrapped), so
 :class:`AttentionPatch` checks at the start of every call that each selected layer still runs through its
 wrapper, and wraps the new processor if not: steering never silently runs without its layers.
+
+``torch.compile``: a wrapper is part of the denoiser's graph. It asks its offset source for two tensors and adds
+them with ``torch.where``; the source reads them from a thread-local slot filled by the denoiser's pre-hook
+(:mod:`.call_state`), so the compiled graph takes the offsets as inputs: per-layer steering adds no graph break,
+and changing the configuration never recompiles (``tests/pipelines/test_compile.py``).
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ class CrossAttentionSteering(torch.nn.Module):
 
     Args:
         base_processor: the processor to wrap.
-        offsets: ``(rows, layer) -> (delta [rows, T, D], positions [rows, T]) or None``: the current call's
-            offsets for a text input of ``rows`` rows at this layer (``None``: add nothing).
+        offsets: ``(rows, layer) -> (delta [rows, T, D], positions [rows, T]) or None``: the current denoiser
+            step's offsets for a text input of ``rows`` rows at this layer (``None``: add nothing). Called inside
+            the denoiser's forward (inside its compiled graph, if any): it must branch on shapes only.
         layer: the layer's module name (for messages and reports).
         owner: the object that installed the wrapper (an uninstall removes only its own wrappers).
     """

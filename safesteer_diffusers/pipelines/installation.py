@@ -44,7 +44,16 @@ from safesteer_diffusers.steering.errors import SteeringLocked, SteeringNotAppli
 from safesteer_diffusers.steering.report import PromptReport, SteeringReport
 
 from .attention import AttentionPatch
-from .call_state import ConcurrentCallError, Generation, arrange_offsets, item, layer_offsets, prompt_texts
+from .call_state import (
+    ConcurrentCallError,
+    Generation,
+    StepSlot,
+    arrange_offsets,
+    finish_step,
+    item,
+    layer_offsets,
+    prompt_texts,
+)
 from .registry import TargetSpec
 from .validation import PreparedSteering, prepare_steering
 
@@ -69,6 +78,7 @@ class SteeringInstallation:
         self._lock_token = lock_token
         self._attention: AttentionPatch | None = None
         self._hook: torch.utils.hooks.RemovableHandle | None = None
+        self._step = StepSlot()  # what the cross-attention wrappers read (see .call_state)
         self._call: ContextVar[Generation | None] = ContextVar(f"safesteer_call_{id(self)}", default=None)
         self._overrides: ContextVar[tuple] = ContextVar(f"safesteer_overrides_{id(self)}", default=())
         self._context_report: ContextVar[SteeringReport | None] = ContextVar(
@@ -121,7 +131,9 @@ class SteeringInstallation:
         patch = AttentionPatch(denoiser, config.layers, self.active_offsets, self)
         try:
             patch.install()
-            self._hook = denoiser.register_forward_pre_hook(self._before_denoiser, with_kwargs=True)
+            # The hook's bookkeeping (Python, data-dependent) runs eagerly even inside a compiled denoiser.
+            hook = torch.compiler.disable(self._before_denoiser)
+            self._hook = denoiser.register_forward_pre_hook(hook, with_kwargs=True)
         except BaseException:
             patch.uninstall()
             raise
@@ -254,8 +266,10 @@ class SteeringInstallation:
         token = self._call.set(generation)
         try:
             yield
+            self._end_denoiser_steps(generation)
             self._check_applied(generation)
         finally:
+            self._end_denoiser_steps(generation)
             self._call.reset(token)
             with self._lock:
                 self._running -= 1
@@ -412,12 +426,21 @@ class SteeringInstallation:
         generation.report.prompts.extend(prompts)
 
     # ------------------------------------------------------------------ cross-attention path
+    # The pre-hook runs eagerly (``torch.compiler.disable``), also inside a compiled denoiser; the wrappers call
+    # ``active_offsets`` inside the denoiser's forward (inside its graph), which reads the thread's step only.
     def _before_denoiser(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        self._step.step = None
         generation = self._call.get()
         if generation is not None:
             arrange_offsets(generation, self.pipe, self.spec.denoiser, args, kwargs)
+            self._step.step = generation.step
+
+    def _end_denoiser_steps(self, generation: Generation) -> None:
+        """At the end of a call: record the last denoiser step; the wrappers see no step until the next call."""
+        finish_step(generation)
+        self._step.step = None
 
     def active_offsets(self, rows: int, layer: str) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Offsets for layer ``layer`` seeing ``rows`` text rows in the current call (repeated per frame)."""
-        generation = self._call.get()
-        return None if generation is None else layer_offsets(generation, rows, layer)
+        """Offsets for layer ``layer`` seeing ``rows`` text rows at the current denoiser step (repeated per
+        frame), ``None`` outside a call of this pipeline."""
+        return layer_offsets(self._step.step, rows, layer)
