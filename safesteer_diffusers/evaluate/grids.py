@@ -85,12 +85,10 @@ def write_grids(
     Returns:
         The paths written.
     """
-    if prompts <= 0:
+    selected = _grid_prompts(items, prompts)
+    if selected is None:
         return []
-    first, indices = _first_items(items, prompts)
-    if not indices:
-        return []
-    prompt_text = {index: item.prompt for (_, _, index), item in first.items()}
+    first, indices, prompt_text = selected
     written = []
     for strength in strengths:
         columns = [BASELINE] if share_baseline and strength == 0 else list(packs)
@@ -132,12 +130,10 @@ def write_pack_grids(
     Returns:
         The paths written.
     """
-    if prompts <= 0:
+    selected = _grid_prompts(items, prompts)
+    if selected is None:
         return []
-    first, indices = _first_items(items, prompts)
-    if not indices:
-        return []
-    prompt_text = {index: item.prompt for (_, _, index), item in first.items()}
+    first, indices, prompt_text = selected
     columns = [
         f"s={format_strength(s)}" + (" (unsteered)" if s == 0 and share_baseline else "") for s in strengths
     ]
@@ -158,3 +154,13 @@ def write_pack_grids(
         grid.save(path)
         written.append(path)
     return written
+
+
+def _grid_prompts(items, prompts: int):
+    """``(first items, prompt indices, prompt text by index)`` for a grid of ``prompts`` rows, or ``None``."""
+    if prompts <= 0:
+        return None
+    first, indices = _first_items(items, prompts)
+    if not indices:
+        return None
+    return first, indices, {index: item.prompt for (_, _, index), item in first.items()}
