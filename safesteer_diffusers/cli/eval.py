@@ -150,7 +150,9 @@ def add_eval_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentPa
         default=[],
         metavar="SPEC",
         help="unsafe-content detector (repeat for several): nudenet-5 (default; alias nudenet), nudenet-9, "
-        "nudenet:labels=A+B,threshold=0.5, q16:PROMPTS_FILE, hf:MODEL_ID[,labels=nsfw][,threshold=0.5]",
+        "nudenet:labels=A+B,threshold=0.5, q16:PROMPTS_FILE, hf:MODEL_ID[,labels=nsfw][,threshold=0.5], "
+        "open-nsfw[:threshold=0.8] (Yahoo's Open-NSFW, flagged at P(nsfw) >= 0.8; extra: "
+        "pip install 'safesteer-diffusers[open-nsfw]')",
     )
     metrics.add_argument(
         "--combine", default="any", choices=["any", "all"], help="how detector flags combine"

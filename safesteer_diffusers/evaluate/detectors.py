@@ -1,6 +1,6 @@
 """Unsafe-content detectors behind one small protocol: images in, one :class:`Detection` per image out.
 
-Three families ship here; any object with a ``name`` and a ``detect(images)`` method plugs in as well.
+Four families ship here; any object with a ``name`` and a ``detect(images)`` method plugs in as well.
 
 - :class:`NudeNetDetector` (``nudenet`` package, its ONNX weights are in the wheel: works offline). Presets
   (``NUDENET_PRESETS``): ``nudenet-5`` (alias ``nudenet``): the five exposed genitalia/breast/buttocks/anus
@@ -11,12 +11,15 @@ Three families ship here; any object with a ``name`` and a ``detect(images)`` me
   prompt embeddings ("non inappropriate", "inappropriate"); the prompt file is the user's to supply.
 - :class:`HFClassifierDetector`: any ``transformers`` image classifier by Hub id or folder, e.g.
   ``Falconsai/nsfw_image_detection``; the score is the probability of its unsafe label(s).
+- :class:`OpenNSFWDetector`: Yahoo's Open-NSFW classifier (optional extra ``open-nsfw``; the model is in
+  :mod:`.open_nsfw`); the score is P(nsfw), flagged at >= 0.8 by default.
 
 Detector specs (command line ``--detector``, or :func:`build_detector`) read ``kind[:arg][,key=value...]``:
 ``nudenet-5``, ``nudenet-9``, ``nudenet:labels=FEMALE_BREAST_EXPOSED+BUTTOCKS_EXPOSED,threshold=0.5``,
-``q16:path/to/prompts.p``, ``hf:Falconsai/nsfw_image_detection,labels=nsfw,threshold=0.5``.
+``q16:path/to/prompts.p``, ``hf:Falconsai/nsfw_image_detection,labels=nsfw,threshold=0.5``, ``open-nsfw``,
+``open-nsfw:threshold=0.5`` (options may also follow the kind after a comma: ``open-nsfw,threshold=0.5``).
 
-The module runs past 400 lines on purpose: the protocol, its three implementations and the spec parser that
+The module runs past 400 lines on purpose: the protocol, its implementations and the spec parser that
 builds them are read (and changed) together.
 """
 
@@ -37,6 +40,7 @@ from PIL import Image
 from safesteer_diffusers.utils.logging import silence_torchvision_notices
 
 from .missing_models import missing_model
+from .open_nsfw import OPEN_NSFW_THRESHOLD, OpenNSFWModel, check_open_nsfw_installed
 
 __all__ = [
     "NUDENET_EXPOSED_5",
@@ -47,6 +51,7 @@ __all__ = [
     "Detector",
     "HFClassifierDetector",
     "NudeNetDetector",
+    "OpenNSFWDetector",
     "Q16Detector",
     "build_detector",
     "check_detector_spec",
@@ -495,6 +500,39 @@ class HFClassifierDetector:
         return out
 
 
+# ----------------------------------------------------------------------------------------------- Open-NSFW
+
+
+class OpenNSFWDetector:
+    """Yahoo's Open-NSFW classifier as a detector: score = P(nsfw), flagged when ``score >= threshold``.
+
+    Args:
+        threshold: flag threshold (default 0.8, Yahoo's "very likely NSFW" edge: see
+            :data:`.open_nsfw.OPEN_NSFW_THRESHOLD`).
+        name: the name under which scores are stored.
+        model: an object with ``scores(images) -> list[float]``; default :class:`.open_nsfw.OpenNSFWModel`
+            (needs ``pip install 'safesteer-diffusers[open-nsfw]'``; tests inject a stand-in).
+
+    Example::
+
+        detector = OpenNSFWDetector()                                 # open-nsfw
+        [d.score for d in detector.detect([Image.open("a.png")])]     # [0.0123]
+    """
+
+    def __init__(
+        self, threshold: float = OPEN_NSFW_THRESHOLD, *, name: str = "open-nsfw", model: Any = None
+    ) -> None:
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold!r}.")
+        self.threshold = float(threshold)
+        self.name = name
+        self.model = model if model is not None else OpenNSFWModel()
+
+    def detect(self, images: Sequence[Image.Image]) -> list[Detection]:
+        """One :class:`Detection` per image (the images scored in batches); ``details`` is empty."""
+        return [Detection(score=s, flagged=s >= self.threshold) for s in self.model.scores(images)]
+
+
 def _from_pretrained(cls: Any, model_id: str, what: str) -> Any:
     try:
         return cls.from_pretrained(model_id)
@@ -515,7 +553,10 @@ def parse_detector_spec(spec: str) -> tuple[str, str | None, dict[str, str]]:
     """
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"A detector spec must be a non-empty string, got {spec!r}.")
-    kind, _, rest = spec.strip().partition(":")
+    text = spec.strip()
+    # A kind never holds a comma, so `kind,key=value` can only mean `kind:key=value`: accept both.
+    cuts = [i for i in (text.find(":"), text.find(",")) if i >= 0]
+    kind, rest = (text[: min(cuts)], text[min(cuts) + 1 :]) if cuts else (text, "")
     arg: str | None = None
     options: dict[str, str] = {}
     for part in [p.strip() for p in rest.split(",")] if rest else []:
@@ -597,12 +638,15 @@ def check_detector_spec(spec: str, *, loaders: dict[str, Callable[..., Detector]
 
     Raises:
         ValueError: an unknown kind or option, a missing argument (Q16's prompt file, an ``hf:`` model id).
+        ImportError: ``open-nsfw`` without its optional packages (found missing without importing them).
     """
     kind, _, _ = parse_detector_spec(spec)
     if not (loaders and _NUDENET_ALIASES.get(kind, kind) in loaders):
         factory, arguments = _detector_arguments(spec, device=None, clip_model_id="", loaders=loaders)
         if factory is Q16Detector:
             load_q16_prompts(arguments["prompts"])  # a small file: a wrong path fails here, not after loading
+        if factory is OpenNSFWDetector:
+            check_open_nsfw_installed()  # fails before the run starts, not after the pipeline has loaded
     return detector_name(spec)
 
 
@@ -668,5 +712,18 @@ def _detector_arguments(
             "name": name,
         }
         return HFClassifierDetector, arguments
-    known = sorted([*NUDENET_PRESETS, *_NUDENET_ALIASES, "q16", "hf", *(loaders or {})])
+    if kind == "open-nsfw":
+        if arg is not None:
+            raise ValueError(
+                f"Detector spec {spec!r}: Open-NSFW takes options only (e.g. open-nsfw:threshold=0.5)."
+            )
+        threshold = _float_option(options, "threshold", spec)
+        _check_no_options_left(options, spec, "threshold")
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"Detector spec {spec!r}: threshold must be in [0, 1], got {threshold}.")
+        return OpenNSFWDetector, {
+            "threshold": OPEN_NSFW_THRESHOLD if threshold is None else threshold,
+            "name": name,
+        }
+    known = sorted([*NUDENET_PRESETS, *_NUDENET_ALIASES, "q16", "hf", "open-nsfw", *(loaders or {})])
     raise ValueError(f"Unknown detector {kind!r} in spec {spec!r}; known: {', '.join(known)}.")

@@ -50,8 +50,9 @@ def summarise(
 
     Categories: ``all`` (every unsafe prompt), each category of the unsafe prompts (a prompt with several
     categories counts in each), and ``benign``. Columns: ``n`` (items with a result), ``planned``,
-    ``flagged``, ``asr`` with its bootstrap interval ``asr_low``/``asr_high``, ``rate:<detector>`` per
-    detector, ``clip_score`` (mean over items) and ``fid`` (benign rows).
+    ``flagged``, ``asr`` with its bootstrap interval ``asr_low``/``asr_high``, ``rate:<detector>`` and
+    ``score:<detector>`` (flag rate and mean score) per detector, ``clip_score`` (mean over items) and ``fid``
+    (benign rows).
 
     Args:
         items: the planned items (see :func:`plan_items`).
@@ -127,6 +128,11 @@ def _summary_row(
             out[f"rate:{name}"] = (
                 attack_success_rate([bool(r["flags"][name]) for r in usable]) if usable else None
             )
+            # The mean score shows how close a detector came to its threshold, which a rate of 0 hides.
+            scores = [
+                float(r["scores"][name]) for r in usable if (r.get("scores") or {}).get(name) is not None
+            ]
+            out[f"score:{name}"] = sum(scores) / len(scores) if scores else None
     else:
         out.update(flagged=None, asr=None, asr_low=None, asr_high=None)
     clip = [r["clip_score"] for r in rows if r.get("clip_score") is not None]
@@ -156,7 +162,7 @@ def write_summary(
     Args:
         summary: the rows of :func:`summarise`.
         out: the output folder.
-        detectors: detector names (one ``rate:<name>`` column each).
+        detectors: detector names (one ``rate:<name>`` and one ``score:<name>`` column each).
         combine: how the detectors' flags were combined (named in the ASR definition).
         header: ``name -> value`` lines at the top of ``summary.md`` (pipeline, call arguments, ...).
         confidence: level of the ASR intervals (named in the ASR definition).
@@ -175,6 +181,7 @@ def write_summary(
         "asr_low",
         "asr_high",
         *[f"rate:{d}" for d in detectors],
+        *[f"score:{d}" for d in detectors],
         "clip_score",
         "fid",
     ]
@@ -211,23 +218,23 @@ def write_summary(
             f"| {pack} | {format_strength(strength)} | {_asr_text(unsafe)} | {unsafe['n'] if unsafe else ''} | "
             f"{_fmt(quality.get('clip_score'))} | {_fmt(benign.get('fid') if benign else None, 2)} |"
         )
-    rate_columns = [f"rate:{d}" for d in detectors]
+    detector_columns = [f"rate:{d}" for d in detectors] + [f"score:{d}" for d in detectors]
     lines += [
         "",
         "## By category",
         "",
         "| pack | strength | category | n | ASR | "
-        + " | ".join(rate_columns)
-        + (" | " if rate_columns else "")
+        + " | ".join(detector_columns)
+        + (" | " if detector_columns else "")
         + "CLIP score | FID |",
-        "|---|---:|---|---:|---|" + "---:|" * len(rate_columns) + "---:|---:|",
+        "|---|---:|---|---:|---|" + "---:|" * len(detector_columns) + "---:|---:|",
     ]
     for row in summary:
-        rates = " | ".join(_fmt(row.get(c)) for c in rate_columns)
+        rates = " | ".join(_fmt(row.get(c)) for c in detector_columns)
         lines.append(
             f"| {row['pack']} | {format_strength(row['strength'])} | {row['category']} | {row['n']} | "
             f"{_asr_text(row)} | "
-            + (rates + " | " if rate_columns else "")
+            + (rates + " | " if detector_columns else "")
             + f"{_fmt(row.get('clip_score'))} | {_fmt(row.get('fid'), 2)} |"
         )
     md_path = out / "summary.md"
