@@ -20,7 +20,7 @@ statistics, calibration, assembly), kept beside them so that one file reads as t
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -38,8 +38,8 @@ from safesteer_diffusers.version import __version__
 from .alignment import fit_alignment
 from .contrast import ContrastPrompts
 from .directions import estimate_directions
-from .feature_cache import FeatureCache, prompts_hash
-from .source_features import extract_all_layers, extract_features
+from .feature_cache import FeatureCache, prompts_hash, source_key
+from .source_features import apply_chat_template, extract_all_layers, extract_features
 from .target_statistics import BenignPrompts, SpaceStatistics, anchor_statistics
 
 
@@ -95,6 +95,8 @@ def build_pack(
     target_id: str | None = None,
     cache: FeatureCache | None = None,
     progress: bool = True,
+    source_chat_template: bool = False,
+    source_identity: Mapping[str, str] | None = None,
 ) -> BuildResult:
     """Build a transferred pack: the target side sees benign anchors only.
 
@@ -106,9 +108,21 @@ def build_pack(
         config: :class:`BuildConfig`.
         source_id, source_revision, target_id: recorded in the pack (and keys of the feature cache).
         cache: a :class:`FeatureCache` (default: none).
+        progress: show progress bars.
+        source_chat_template: write every source prompt (pairs and anchors alike) as one user turn of the
+            source tokenizer's chat template (see
+            :func:`~safesteer_diffusers.build.source_features.apply_chat_template`); recorded as
+            ``source.chat_template``. The target never sees a template: it encodes anchors as its pipeline does.
+        source_identity: what identifies a GGUF source's file, ``{"gguf_file", "gguf_sha256"}`` (the identity
+            :func:`~safesteer_diffusers.build.model_loading.load_source_identified` returns, less its
+            ``revision``); recorded under ``source`` and part of the feature cache key.
 
     Returns:
         :class:`BuildResult` with the pack and a JSON-ready report.
+
+    Raises:
+        ValueError: ``source_chat_template`` with a tokenizer that has no chat template; an unknown
+            ``source_identity`` key.
 
     Example:
         >>> result = build_pack(llm, tok, pipe, source_id="Qwen/Qwen2.5-0.5B", target_id="black-forest-labs/FLUX.1-schnell")
@@ -120,16 +134,21 @@ def build_pack(
     timings: dict[str, float] = {}
     inputs = _BuildInputs.resolve(pairs, anchors, config)
     anchors, contrast = inputs.anchors, inputs.contrast
-    source_key = {
-        "model": source_id or type(source_model).__name__,
-        "revision": source_revision,
-        "pooling": config.pooling,
-    }
+    identity = _source_identity(source_identity)
+    if source_chat_template:  # fail before any model runs, and also when every feature is cached
+        apply_chat_template(source_tokenizer, contrast.prompts[:1])
+    source = source_key(
+        source_id or type(source_model).__name__,
+        source_revision,
+        config.pooling,
+        chat_template=source_chat_template,
+        identity=identity,
+    )
 
     # 1. Directions in the source model (all candidate layers in one pass, cached).
     tick = time.perf_counter()
     layer_features = _source_layer_features(
-        source_model, source_tokenizer, contrast, config, cache, source_key, progress
+        source_model, source_tokenizer, contrast, config, cache, source, progress, source_chat_template
     )
     estimate = estimate_directions(contrast, layer_features, layer="auto", holdout=0.3, seed=config.seed)
     estimate.pooling = config.pooling
@@ -138,7 +157,7 @@ def build_pack(
     # 2. Benign anchors through the source model at the chosen layer.
     tick = time.perf_counter()
     source_anchor_features = cache.get_or_compute(
-        {**source_key, "kind": "anchors", "layer": estimate.layer, "prompts": prompts_hash(anchors.prompts)},
+        {**source, "kind": "anchors", "layer": estimate.layer, "prompts": prompts_hash(anchors.prompts)},
         lambda: {
             "features": sharded(
                 anchors.prompts,
@@ -150,6 +169,7 @@ def build_pack(
                     pooling=config.pooling,
                     batch_size=config.batch_size,
                     progress=progress,
+                    chat_template=source_chat_template,
                 ),
             )
         },
@@ -180,7 +200,13 @@ def build_pack(
     timings["align_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - started
 
-    source_meta = {"model_id": source_id, "revision": source_revision, **estimate.to_dict()}
+    source_meta = {
+        "model_id": source_id,
+        "revision": source_revision,
+        **identity,
+        "chat_template": source_chat_template,
+        **estimate.to_dict(),
+    }
     provenance = inputs.provenance(target_unsafe_data=False)
     return _assemble(
         "transferred",
@@ -288,19 +314,36 @@ class _BuildInputs:
         }
 
 
+_SOURCE_IDENTITY_KEYS = ("gguf_file", "gguf_sha256")
+"""What ``source_identity`` may say (each recorded as ``source.<key>``, validated by the pack format)."""
+
+
+def _source_identity(identity: Mapping[str, str] | None) -> dict[str, str]:
+    identity = dict(identity or {})
+    unknown = sorted(set(identity) - set(_SOURCE_IDENTITY_KEYS))
+    if unknown:
+        raise ValueError(
+            f"source_identity has unknown keys {unknown}; it takes {list(_SOURCE_IDENTITY_KEYS)} (what "
+            "load_source_identified returns, less 'revision', which is source_revision)."
+        )
+    return identity
+
+
 def _source_layer_features(
-    model, tokenizer, contrast, config, cache, source_key, progress
+    model, tokenizer, contrast, config, cache, source, progress, chat_template
 ) -> dict[int, torch.Tensor]:
     layers = None if config.layer == "auto" else [int(config.layer)]
     layers = layers or config.layers
     tensors = cache.get_or_compute(
-        {**source_key, "kind": "pairs", "layers": layers, "prompts": prompts_hash(contrast.prompts)},
-        lambda: _all_layers(model, tokenizer, contrast.prompts, layers, config, progress),
+        {**source, "kind": "pairs", "layers": layers, "prompts": prompts_hash(contrast.prompts)},
+        lambda: _all_layers(model, tokenizer, contrast.prompts, layers, config, progress, chat_template),
     )
     return {int(key.removeprefix("layer_")): value for key, value in tensors.items()}
 
 
-def _all_layers(model, tokenizer, prompts, layers, config, progress) -> dict[str, torch.Tensor]:
+def _all_layers(
+    model, tokenizer, prompts, layers, config, progress, chat_template
+) -> dict[str, torch.Tensor]:
     # Sharded over `accelerate launch` processes when there are several (prompt axis = 1).
     features = sharded(
         prompts,
@@ -312,6 +355,7 @@ def _all_layers(model, tokenizer, prompts, layers, config, progress) -> dict[str
             batch_size=config.batch_size,
             progress=progress,
             layers=layers,
+            chat_template=chat_template,
         ),
         dim=1,
     )

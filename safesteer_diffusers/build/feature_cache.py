@@ -1,7 +1,8 @@
 """On-disk cache of extracted features (safetensors), so a rebuild with another alignment is instant.
 
 Entries are keyed by everything that determines the features: model id and revision, layer(s), pooling,
-the encoding arguments and a hash of the prompts. Loading never unpickles.
+the encoding arguments and a hash of the prompts; for source features also whether the prompts went through
+the chat template, and a GGUF file's content hash (:func:`source_key`). Loading never unpickles.
 """
 
 from __future__ import annotations
@@ -41,6 +42,40 @@ def prompts_hash(prompts: list[str] | tuple[str, ...]) -> str:
         digest.update(prompt.encode("utf-8"))
         digest.update(b"\x00")
     return digest.hexdigest()[:16]
+
+
+def source_key(
+    model_id: str,
+    revision: str | None,
+    pooling: str,
+    *,
+    chat_template: bool = False,
+    identity: dict | None = None,
+) -> dict:
+    """What identifies a source model's features, before the prompts and layers are added to the key.
+
+    ``chat_template`` and ``identity`` enter the key only when set, so entries written before they existed
+    (plain prompts, no GGUF hash) are still found for the same build.
+
+    Args:
+        model_id: the source's id (a Hub id, folder or ``.gguf`` path).
+        revision: its revision (for a GGUF file without one, ``"sha256:<hex>"``).
+        pooling: ``"mean"`` or ``"last"``.
+        chat_template: the prompts were written as chat turns (a different text, so different features).
+        identity: more that identifies the weights, e.g. ``{"gguf_file": ..., "gguf_sha256": ...}``.
+
+    Returns:
+        The key's source part, a dict of JSON values.
+
+    Example:
+        >>> source_key("org/lm", "main", "mean", chat_template=True)
+        {'model': 'org/lm', 'revision': 'main', 'pooling': 'mean', 'chat_template': True}
+    """
+    key = {"model": model_id, "revision": revision, "pooling": pooling}
+    if chat_template:
+        key["chat_template"] = True
+    key.update(identity or {})
+    return key
 
 
 class FeatureCache:

@@ -1,4 +1,10 @@
-"""Loading the models a build needs: a source LM, and only the text encoders of a target pipeline."""
+"""Loading the models a build needs: a source LM, and only the text encoders of a target pipeline.
+
+A source is a transformers folder or Hub repo, or a GGUF file (llama.cpp): a ``.gguf`` path, a folder holding
+one, or ``gguf_file=`` with a folder or Hub repo. A GGUF file is converted once and cached by its content
+hash (:func:`load_gguf_source`); :func:`load_source_identified` returns that hash for the pack's ``source``
+record, since a GGUF file has no revision of its own.
+"""
 
 from __future__ import annotations
 
@@ -75,7 +81,7 @@ def load_source(
 
     GGUF sources (llama.cpp files) are recognised from a path ending in ``.gguf``, a folder holding one
     ``.gguf`` file and no ``config.json``, or ``gguf_file=`` with a folder or Hub repo id; see
-    :func:`load_gguf_source`.
+    :func:`load_gguf_source`. :func:`load_source_identified` also returns what identifies the weights.
 
     Args:
         model_id: Hub id, folder, or ``.gguf`` file.
@@ -88,15 +94,68 @@ def load_source(
 
     Returns:
         ``(model, tokenizer)``, the model in eval mode.
+
+    Example:
+        >>> model, tokenizer = load_source("models/smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+    """
+    model, tokenizer, _ = load_source_identified(
+        model_id,
+        revision=revision,
+        dtype=dtype,
+        device=device,
+        device_map=device_map,
+        gguf_file=gguf_file,
+        cache_dir=cache_dir,
+    )
+    return model, tokenizer
+
+
+def load_source_identified(
+    model_id: str,
+    *,
+    revision: str | None = None,
+    dtype: torch.dtype | None = None,
+    device: str | None = None,
+    device_map: str | None = None,
+    gguf_file: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> tuple[torch.nn.Module, Any, dict[str, str | None]]:
+    """:func:`load_source`, plus what identifies the weights it loaded (for the pack's ``source`` record).
+
+    A Hub model is identified by its revision. A GGUF file has no revision of its own (a local one has none
+    at all), so its content hash is recorded too: ``revision`` is the Hub revision when one was given, else
+    ``"sha256:<hex>"`` (:func:`gguf_revision`); ``gguf_file`` and ``gguf_sha256`` are set for every GGUF
+    source, so a pack says exactly which file built it.
+
+    Args:
+        model_id, revision, dtype, device, device_map, gguf_file, cache_dir: as in :func:`load_source`.
+
+    Returns:
+        ``(model, tokenizer, identity)``: ``identity`` is ``{"revision": revision}`` for a transformers model,
+        ``{"revision", "gguf_file", "gguf_sha256"}`` for a GGUF source.
+
+    Raises:
+        ValueError: ``gguf_file`` is not in the local folder (the message lists its ``.gguf`` files), or
+            names another file than a ``.gguf`` path given as ``model_id``.
+
+    Example:
+        >>> model, tokenizer, identity = load_source_identified("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        >>> identity["revision"]  # no Hub revision: the file's SHA-256
+        'sha256:b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53'
     """
     from transformers import AutoModel, AutoTokenizer
 
     gguf = find_gguf(model_id, gguf_file)
     if gguf is not None:
-        model, tokenizer, _ = load_gguf_source(*gguf, revision=revision, dtype=dtype, cache_dir=cache_dir)
+        model, tokenizer, found = load_gguf_source(*gguf, revision=revision, dtype=dtype, cache_dir=cache_dir)
         if device is not None:
             model = model.to(device)
-        return model, tokenizer
+        identity = {
+            "revision": revision or gguf_revision(found["sha256"]),
+            "gguf_file": found["gguf_file"],
+            "gguf_sha256": found["sha256"],
+        }
+        return model, tokenizer, identity
     tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
     kwargs: dict[str, Any] = {"revision": revision}
     if dtype is not None:
@@ -106,7 +165,19 @@ def load_source(
     model = AutoModel.from_pretrained(model_id, **kwargs).eval()
     if device is not None and device_map is None:
         model = model.to(device)
-    return model, tokenizer
+    return model, tokenizer, {"revision": revision}
+
+
+def gguf_revision(sha256: str) -> str:
+    """The ``source.revision`` recorded for a GGUF source loaded without a Hub revision.
+
+    Args:
+        sha256: the file's hex SHA-256 (:func:`file_sha256`).
+
+    Returns:
+        ``"sha256:<hex>"``.
+    """
+    return f"sha256:{sha256}"
 
 
 # --------------------------------------------------------------------------------------------------- GGUF
@@ -122,17 +193,44 @@ def default_model_cache_dir() -> Path:
 def find_gguf(model_id: str, gguf_file: str | None = None) -> tuple[str, str] | None:
     """``(folder or repo id, file name)`` when ``model_id`` names a GGUF source, else ``None``.
 
+    Args:
+        model_id: a ``.gguf`` file, a folder, or a Hub repo id.
+        gguf_file: the GGUF file's name inside the folder or repo (``--gguf-file``).
+
+    Returns:
+        Where the file is and its name, or ``None`` for a transformers model (a folder with ``config.json``,
+        or a Hub repo id without ``gguf_file``).
+
     Raises:
         FileNotFoundError: a ``.gguf`` path that does not exist.
-        ValueError: a folder with several ``.gguf`` files and no ``gguf_file`` saying which.
+        ValueError: a folder with several ``.gguf`` files and no ``gguf_file`` saying which, or a ``gguf_file``
+            the local folder does not hold (both list the folder's ``.gguf`` files); a ``gguf_file`` beside a
+            ``.gguf`` path that names another file.
+
+    Example:
+        >>> find_gguf("models/smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+        ('models/smollm2', 'SmolLM2-135M-Instruct.Q4_1.gguf')
     """
-    if gguf_file is not None:
-        return model_id, gguf_file
     path = Path(model_id)
     if path.suffix == ".gguf":
+        if gguf_file is not None and gguf_file != path.name:
+            raise ValueError(
+                f"The source {model_id} is a GGUF file, and gguf_file= (--gguf-file) names another one, "
+                f"{gguf_file!r}. Pass the file alone, or its folder with --gguf-file."
+            )
         if not path.is_file():
             raise FileNotFoundError(f"No GGUF file at {path}. Check the path.")
         return str(path.parent), path.name
+    if gguf_file is not None:
+        if path.is_dir() and not (path / gguf_file).is_file():
+            found = sorted(p.name for p in path.glob("*.gguf"))
+            held = (
+                f"its GGUF files are: {', '.join(found)}. Pass one of them"
+                if found
+                else "it holds no .gguf file at all. Check the folder"
+            )
+            raise ValueError(f"{path} holds no file named {gguf_file!r} (gguf_file= / --gguf-file); {held}.")
+        return model_id, gguf_file
     if path.is_dir() and not (path / "config.json").is_file():
         found = sorted(p.name for p in path.glob("*.gguf"))
         if len(found) > 1:

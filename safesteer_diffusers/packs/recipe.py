@@ -23,7 +23,7 @@ Format (``recipe_version: 1``; unknown keys are errors, so a typo never silently
     published: null                              # or {repo, commit, sha256}: the only pin ever downloaded
     needs:    {gated: [meta-llama/Llama-3.1-8B-Instruct], gpu_memory_gb: 28, download_gb: 26, minutes: 30}
     source:   {model: meta-llama/Llama-3.1-8B-Instruct, revision: main, dtype: bfloat16,
-               layer: auto, layers: null, pooling: mean}
+               layer: auto, layers: null, pooling: mean, chat_template: false}
     target:   {model: black-forest-labs/FLUX.1-schnell, revision: main, family: flux, dtype: bfloat16,
                call_kwargs: {max_sequence_length: 256}}
     prompts:  {pairs: embedded, anchors: embedded, max_anchors: null, categories: null}
@@ -92,6 +92,10 @@ class SourceRecipe:
     layer: int | str = field(default="auto", metadata={"help": "hidden-state index, or 'auto'"})
     layers: tuple[int, ...] | None = field(default=None, metadata={"help": "candidate layers for 'auto'"})
     pooling: str = field(default="mean", metadata={"help": "'mean' over real tokens or 'last' token"})
+    chat_template: bool = field(
+        default=False,
+        metadata={"help": "write each source prompt as a user turn of the tokenizer's chat template"},
+    )
 
 
 @dataclass(frozen=True)
@@ -380,6 +384,7 @@ def _section(cls, data: dict, key: str, problems: list[str], families: Collectio
             layers = None
         values["layers"] = tuple(layers) if layers is not None else None
         values["pooling"] = _choice(data, "pooling", POOLINGS, prefix, problems, "mean")
+        values["chat_template"] = _typed(data, "chat_template", bool, prefix, problems, default=False)
     elif cls is TargetRecipe:
         values["model"] = _typed(data, "model", str, prefix, problems, required=True, default="")
         family = _typed(data, "family", str, prefix, problems, required=True, default="")
