@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from safesteer_diffusers.steering.maths import gate_scores
+from safesteer_diffusers.steering.maths import direction_gate_vectors, gate_scores
 
 from .alignment import as_matrix
 
@@ -128,7 +128,9 @@ def gate_thresholds(anchor_scores: torch.Tensor, quantile: float = 0.99) -> torc
 def anchor_gate_scores(
     anchor_states: torch.Tensor, vectors: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Benign gate scores ``[B, K]``: :func:`safesteer_diffusers.steering.maths.gate_scores`, the inference definition.
+    """Benign scores ``[B, K]`` of the classic gate (scoring along the directions' unsafe side), by
+    :func:`safesteer_diffusers.steering.maths.gate_scores`, the inference definition. Packs built with a gate
+    probe score along their gate vectors instead (build/gate_probe.py).
 
     Args:
         anchor_states: ``[B, T, D]`` target text states of benign anchors.
@@ -144,7 +146,7 @@ def anchor_gate_scores(
     if anchor_states.dim() != 3:
         raise ValueError(f"anchor_states must be [B, T, D], got shape {tuple(anchor_states.shape)}.")
     vectors = vectors.unsqueeze(0) if vectors.dim() == 1 else vectors
-    return gate_scores(anchor_states, vectors.to(anchor_states.device), mask)
+    return gate_scores(anchor_states, direction_gate_vectors(vectors.to(anchor_states.device)), mask)
 
 
 def benign_center(anchor_states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

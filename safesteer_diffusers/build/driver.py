@@ -29,9 +29,10 @@ import torch
 from safesteer_diffusers.build.prompts.readers import PromptPair
 from safesteer_diffusers.packs.direction_pack import DirectionPack
 from safesteer_diffusers.packs.format import GLOBAL
+from safesteer_diffusers.packs.recipe import GATE_KINDS
 from safesteer_diffusers.pipelines.encoding import encode_for_denoiser, space_states
 from safesteer_diffusers.pipelines.registry import target_for
-from safesteer_diffusers.steering.maths import gate_scores, masked_mean
+from safesteer_diffusers.steering.maths import direction_gate_vectors, gate_scores, masked_mean
 from safesteer_diffusers.utils.distributed import sharded
 from safesteer_diffusers.version import __version__
 
@@ -39,6 +40,7 @@ from .alignment import fit_alignment
 from .contrast import ContrastPrompts
 from .directions import estimate_directions
 from .feature_cache import FeatureCache, prompts_hash, source_key
+from .gate_probe import carried_gate_vectors
 from .source_features import apply_chat_template, extract_all_layers, extract_features
 from .target_statistics import BenignPrompts, SpaceStatistics, anchor_statistics
 
@@ -53,6 +55,9 @@ class BuildConfig:
         layers: candidate layers for ``"auto"`` (default: all hidden states).
         pooling: source pooling, ``"mean"`` over real tokens or ``"last"`` token.
         tokens: target token policy the gate and calibration must match (``"all"``, as steering's default).
+        gate: what the gate scores along: ``"probe"`` (default: a source classifier of unsafe vs benign
+            prompts carried to the target by a benign-only map, build/gate_probe.py) or ``"direction"``
+            (the unsafe side of each steering direction, the classic gate; far weaker: docs/method.md 6.5).
         gate_quantile: gate thresholds are this quantile of benign anchor scores.
         holdout: share of anchors / pairs held out for model selection.
         seed: seed of every split and fit.
@@ -66,6 +71,7 @@ class BuildConfig:
     layers: list[int] | None = None
     pooling: str = "mean"
     tokens: str = "all"
+    gate: str = "probe"
     gate_quantile: float = 0.99
     holdout: float = 0.2
     seed: int = 0
@@ -129,6 +135,8 @@ def build_pack(
         >>> result.pack.save_pretrained("packs/flux-from-qwen")
     """
     config = config or BuildConfig()
+    if config.gate not in GATE_KINDS:
+        raise ValueError(f"BuildConfig.gate must be one of {GATE_KINDS}, got {config.gate!r}.")
     cache = cache or FeatureCache(None)
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -184,6 +192,7 @@ def build_pack(
     # 4. Per space: align, transport, calibrate, gate.
     tick = time.perf_counter()
     vectors, per_space = {}, {}
+    gate_rows = _gate_rows(contrast, estimate.directions)
     for space, stats in statistics.items():
         alignment = fit_alignment(
             source_anchor_features,
@@ -195,7 +204,12 @@ def build_pack(
         transported = {
             name: alignment.transport(direction) for name, direction in estimate.directions.items()
         }
-        vectors[space], per_space[space] = _calibrated(transported, stats)
+        gate_vectors = None
+        if config.gate == "probe":
+            gate_vectors = carried_gate_vectors(
+                layer_features[estimate.layer], *gate_rows, source_anchor_features, stats.pooled
+            )
+        vectors[space], per_space[space] = _calibrated(transported, stats, gate_vectors)
         per_space[space]["alignment"] = alignment.to_dict()
     timings["align_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - started
@@ -241,7 +255,8 @@ def build_native_pack(
         target_pipe: the target diffusers pipeline (text encoders loaded).
         pairs: safe/unsafe pairs with categories (default: the embedded set).
         anchors: benign anchors for calibration and gates (default: the embedded set).
-        config: :class:`BuildConfig` (``align``, ``layer`` and ``pooling`` do not apply).
+        config: :class:`BuildConfig` (``align``, ``layer``, ``pooling`` and ``gate`` do not apply: the
+            baseline keeps the classic gate along its directions).
         target_id: recorded in the pack (and a key of the feature cache).
         cache: a :class:`FeatureCache` (default: none).
         progress: show progress bars.
@@ -403,8 +418,30 @@ def _target_statistics(pipe, anchors, config, cache, target_id, progress) -> dic
     }
 
 
-def _calibrated(directions: dict[str, torch.Tensor], stats: SpaceStatistics) -> tuple[dict, dict]:
-    """Scale each direction to one benign token std along it; gate thresholds from benign anchor scores."""
+def _gate_rows(contrast: ContrastPrompts, names) -> tuple[dict[str, list[int]], list[int]]:
+    """Rows of the contrast features: each direction's unsafe prompts (all for ``global``), the benign ones."""
+    first_unsafe = len(contrast.safe)
+    unsafe = {
+        name: [
+            first_unsafe + i
+            for i, category in enumerate(contrast.unsafe_categories)
+            if name == GLOBAL or category == name
+        ]
+        for name in names
+    }
+    return unsafe, list(range(first_unsafe))
+
+
+def _calibrated(
+    directions: dict[str, torch.Tensor],
+    stats: SpaceStatistics,
+    gate_vectors: dict[str, torch.Tensor] | None = None,
+) -> tuple[dict, dict]:
+    """Scale each direction to one benign token std along it; gate thresholds from benign anchor scores.
+
+    The anchors are scored along ``gate_vectors`` when given (the probe gate), else along each direction's
+    unsafe side (the classic gate); either way by the inference definition, ``gate_scores``.
+    """
     vectors, calibration = {}, {}
     for name, direction in directions.items():
         direction = direction.float()
@@ -420,10 +457,16 @@ def _calibrated(directions: dict[str, torch.Tensor], stats: SpaceStatistics) -> 
             "scale": scale,
             "transported_norm": float(direction.norm()),
         }
-    stacked = torch.stack(list(vectors.values()))
+    if gate_vectors is None:
+        scoring = direction_gate_vectors(torch.stack(list(vectors.values())))
+    else:
+        scoring = torch.stack([gate_vectors[name] for name in vectors])
     # Pooled anchors are already means over the steered positions: a one-token block scores identically.
-    scores = gate_scores(stats.pooled[:, None, :], stacked)
-    return vectors, {"calibration": calibration, "anchor_scores": scores}
+    scores = gate_scores(stats.pooled[:, None, :], scoring)
+    info = {"calibration": calibration, "anchor_scores": scores}
+    if gate_vectors is not None:
+        info["gate_vectors"] = gate_vectors
+    return vectors, info
 
 
 def _assemble(
@@ -432,7 +475,10 @@ def _assemble(
     names = list(next(iter(vectors.values())))
     directions = {name: {space: vectors[space][name] for space in vectors} for name in names}
     thresholds: dict[str, dict[str, float]] = {name: {} for name in names}
+    gate_vectors: dict[str, dict[str, torch.Tensor]] = {}
     for space, info in per_space.items():
+        for name, vector in info.pop("gate_vectors", {}).items():
+            gate_vectors.setdefault(name, {})[space] = vector
         quantiles = torch.quantile(info.pop("anchor_scores").double(), config.gate_quantile, dim=0)
         for name, value in zip(names, quantiles.tolist(), strict=True):
             thresholds[name][space] = value
@@ -453,6 +499,7 @@ def _assemble(
     pack = DirectionPack.from_tensors(
         directions,
         thresholds=thresholds,
+        gate_vectors=gate_vectors or None,
         centers={space: stats.token_mean for space, stats in statistics.items()},
         kind=kind,
         source=source_meta,
@@ -461,7 +508,11 @@ def _assemble(
         alignment={space: info.get("alignment") for space, info in per_space.items()},
         calibration={space: info["calibration"] for space, info in per_space.items()},
         gate={
-            "score": "unsafe-side projection of the mean steered state",
+            "score": (
+                "mean steered state . gate vector (source probe carried by a benign-only map)"
+                if gate_vectors
+                else "unsafe-side projection of the mean steered state"
+            ),
             "tokens": config.tokens,
             "quantile": config.gate_quantile,
         },

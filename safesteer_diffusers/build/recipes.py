@@ -59,6 +59,7 @@ def build_config(
         pooling=recipe.source.pooling,
         tokens=recipe.calibration.tokens,
         gate_quantile=recipe.calibration.gate_quantile,
+        gate=recipe.calibration.gate,
         holdout=recipe.alignment.holdout,
         seed=recipe.build.seed,
         batch_size=batch_size or recipe.build.batch_size,

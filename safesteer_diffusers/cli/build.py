@@ -33,6 +33,7 @@ _RECIPE_FIXES = (
     "target_revision",
     "gguf_file",
     "source_chat_template",
+    "gate",
 )
 """Flags (as ``args`` attributes) that a recipe fixes, so they cannot be combined with ``--recipe``."""
 _SOURCE = "a transformers model folder, a .gguf file or a Hub repo id"
@@ -102,6 +103,13 @@ def register_build(commands: argparse._SubParsersAction) -> argparse.ArgumentPar
         type=float,
         default=0.99,
         help="gate threshold = this quantile of the benign anchors' scores",
+    )
+    build.add_argument(
+        "--gate",
+        default=None,
+        choices=["probe", "direction"],
+        help="what the gate scores along: probe (default; a source classifier of unsafe vs benign prompts, "
+        "carried to the target by a map fitted on benign anchors) or direction (the classic gate)",
     )
     build.add_argument("--seed", type=int, default=0, help="seed of the held-out splits and the fits")
     build.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="prompts per forward pass")
@@ -206,6 +214,7 @@ def _build(args: argparse.Namespace) -> int:
         pooling=args.pooling,
         tokens=args.tokens,
         gate_quantile=args.gate_quantile,
+        gate=args.gate or "probe",
         seed=args.seed,
         batch_size=args.batch_size,
         call_kwargs=call_kwargs,

@@ -16,6 +16,7 @@ File layout (format version 1)::
     global.<space>              [D]   float32
     category.<name>.<space>     [D]   float32
     gate.<direction>.<space>    []    float32   optional: fires when the prompt's score exceeds it
+    gate_vector.<direction>.<space>  [D]  float32  optional: the gate scores along it (beside its threshold)
     center.<space>              [D]   float32   optional: benign mean token state
 """
 
@@ -41,7 +42,13 @@ from .integrity import check_hash, content_hash
 from .metadata_rules import KNOWN_METADATA, PACK_KINDS, REQUIRED_METADATA, check_metadata
 from .model_card import model_card
 from .reader import in_stated_order, parse_metadata_text, read_pack_file, split_tensors
-from .validation import check_centers, check_directions, check_tensor_count, check_thresholds
+from .validation import (
+    check_centers,
+    check_directions,
+    check_gate_vectors,
+    check_tensor_count,
+    check_thresholds,
+)
 
 __all__ = ["KNOWN_METADATA", "PACK_KINDS", "REQUIRED_METADATA", "DirectionPack", "InvalidPackError"]
 
@@ -66,16 +73,19 @@ class DirectionPack:
         metadata: Mapping,
         thresholds: Mapping[str, Mapping[str, float]] | None = None,
         centers: Mapping[str, torch.Tensor] | None = None,
+        gate_vectors: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
     ):
         # Every rule lives in packs/validation.py (tensors) or packs/metadata_rules.py and raises
         # InvalidPackError; a pack that constructs saves to a file that loads back equal.
         self._vectors = check_directions(vectors)
         self._thresholds = check_thresholds(thresholds, self.names, self.spaces)
         self._centers = check_centers(centers, self.spaces)
+        self._gate_vectors = check_gate_vectors(gate_vectors, self._thresholds, self.spaces)
         check_tensor_count(
             sum(map(len, self._vectors.values()))
             + sum(map(len, self._thresholds.values()))
             + len(self._centers)
+            + sum(map(len, self._gate_vectors.values()))
         )
         self._metadata = check_metadata(metadata, names=self.names, spaces=self.spaces, stacklevel=3)
 
@@ -87,6 +97,7 @@ class DirectionPack:
         *,
         thresholds: Mapping[str, Mapping[str, float]] | None = None,
         centers: Mapping[str, torch.Tensor] | None = None,
+        gate_vectors: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
         **metadata,
     ) -> DirectionPack:
         """Make a pack from in-memory vectors.
@@ -96,6 +107,8 @@ class DirectionPack:
                 must cover the same spaces.
             thresholds: optional gate thresholds, direction name -> {space: float}.
             centers: optional benign mean token state per space (used by ``mode="project"``).
+            gate_vectors: optional vectors the gate scores along, direction name -> {space: 1-D tensor}, each
+                beside its threshold (without one, the gate scores along the unsafe side of the direction).
             **metadata: pack metadata (``kind``, ``source``, ``target``, ``provenance``, ``alignment``,
                 ``default_strengths``, ...). ``format_version`` and ``library_version`` are filled in;
                 ``kind`` defaults to ``"manual"``, ``source``/``target``/``provenance`` to ``{}``.
@@ -117,7 +130,7 @@ class DirectionPack:
         filled.update(metadata)
         filled.setdefault("format_version", FORMAT_VERSION)
         filled.setdefault("library_version", __version__)
-        return cls(directions, filled, thresholds=thresholds, centers=centers)
+        return cls(directions, filled, thresholds=thresholds, centers=centers, gate_vectors=gate_vectors)
 
     # ------------------------------------------------------------------ read access
     @property
@@ -159,6 +172,16 @@ class DirectionPack:
         """Gate threshold of direction ``name`` in ``space``, or ``None`` if the pack has none."""
         self._check_name(name)
         return self._thresholds.get(name, {}).get(space)
+
+    def gate_vector(self, name: str, space: str) -> torch.Tensor | None:
+        """The vector the gate of direction ``name`` scores along in ``space``, or ``None``.
+
+        ``None`` means the classic gate: the unsafe side of the unit direction itself
+        (:func:`safesteer_diffusers.steering.maths.direction_gate_vectors`).
+        """
+        self._check_name(name)
+        vector = self._gate_vectors.get(name, {}).get(space)
+        return None if vector is None else vector.clone()
 
     def center(self, space: str) -> torch.Tensor | None:
         """Benign mean token state of ``space`` (for the projection mode), or ``None``."""
@@ -206,9 +229,13 @@ class DirectionPack:
                 f"A pack can only be scaled by a finite number, got {scale}.", field="scale"
             )
         vectors = {name: {s: v * scale for s, v in per.items()} for name, per in self._vectors.items()}
-        # A positive scale keeps every unit direction, so the gate scores and thresholds still hold.
+        # A positive scale keeps every unit direction, so the gate scores and thresholds still hold (gate
+        # vectors do not depend on the steering vectors at all); a sign flip points toward unsafe: no gate.
         thresholds = self._thresholds if scale > 0 else None
-        return DirectionPack(vectors, self._derived_metadata(f"*{scale}"), thresholds, self._centers)
+        gate_vectors = self._gate_vectors if scale > 0 else None
+        return DirectionPack(
+            vectors, self._derived_metadata(f"*{scale}"), thresholds, self._centers, gate_vectors
+        )
 
     __rmul__ = __mul__
 
@@ -234,6 +261,8 @@ class DirectionPack:
             )
             and self._thresholds == other._thresholds
             and _same_tensors(self._centers, other._centers)
+            and self._gate_vectors.keys() == other._gate_vectors.keys()
+            and all(_same_tensors(per, other._gate_vectors[name]) for name, per in self._gate_vectors.items())
             and self._metadata == other._metadata
         )
 
@@ -259,6 +288,9 @@ class DirectionPack:
         for name, per_space in self._thresholds.items():
             for space, value in per_space.items():
                 tensors[f"gate.{name}.{space}"] = torch.tensor(float(value), dtype=torch.float32)
+        for name, per_space in self._gate_vectors.items():
+            for space, vector in per_space.items():
+                tensors[f"gate_vector.{name}.{space}"] = vector.contiguous()
         for space, center in self._centers.items():
             tensors[f"center.{space}"] = center.contiguous()
         header = {FORMAT_KEY: "pt", METADATA_KEY: json.dumps(self._metadata, sort_keys=True, allow_nan=False)}
@@ -313,9 +345,9 @@ class DirectionPack:
             # The hash first: a corrupted file is reported as corrupted, whatever the damage looks like.
             verified = check_hash(tensors, header)
             metadata = parse_metadata_text(header[METADATA_KEY])
-            vectors, thresholds, centers = split_tensors(tensors)
+            vectors, thresholds, centers, gate_vectors = split_tensors(tensors)
             vectors = in_stated_order(vectors, metadata.get("categories"))
-            pack = cls(vectors, metadata, thresholds=thresholds, centers=centers)
+            pack = cls(vectors, metadata, thresholds=thresholds, centers=centers, gate_vectors=gate_vectors)
         except InvalidPackError as error:
             raise error.in_file(path) from error
         if not verified:

@@ -224,19 +224,26 @@ def _first_line(error: BaseException) -> str:
 # ---------------------------------------------------------------------- tensor names
 def split_tensors(
     tensors: dict[str, torch.Tensor],
-) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, dict[str, float]], dict[str, torch.Tensor]]:
-    """Sort file tensors into directions, gate thresholds and centres by their names.
+) -> tuple[
+    dict[str, dict[str, torch.Tensor]],
+    dict[str, dict[str, float]],
+    dict[str, torch.Tensor],
+    dict[str, dict[str, torch.Tensor]],
+]:
+    """Sort file tensors into directions, gate thresholds, centres and gate vectors by their names.
 
     ``global.<space>``, ``category.<name>.<space>``, ``gate.<direction>.<space>`` (one number: shape ``()``
-    or ``(1,)``) and ``center.<space>``; anything else is refused. Vectors and centres are checked here
-    (``validation.check_vector``, so messages name the tensor); names, thresholds and metadata by the pack.
+    or ``(1,)``), ``gate_vector.<direction>.<space>`` and ``center.<space>``; anything else is refused.
+    Vectors and centres are checked here (``validation.check_vector``, so messages name the tensor); names,
+    thresholds and metadata by the pack.
 
     Returns:
-        ``(vectors, thresholds, centers)``, ``"global"`` first, categories in sorted name order.
+        ``(vectors, thresholds, centers, gate_vectors)``, ``"global"`` first, categories in sorted name order.
     """
     vectors: dict[str, dict[str, torch.Tensor]] = {}
     thresholds: dict[str, dict[str, float]] = {}
     centers: dict[str, torch.Tensor] = {}
+    gate_vectors: dict[str, dict[str, torch.Tensor]] = {}
     global_vectors: dict[str, torch.Tensor] = {}
     for key, tensor in tensors.items():
         kind, _, rest = key.partition(".")
@@ -260,17 +267,20 @@ def split_tensors(
                     field=f"tensor {key!r}",
                 )
             thresholds.setdefault(name, {})[space] = float(tensor.reshape(()))
+        elif kind == "gate_vector" and "." in rest:
+            name, space = rest.rsplit(".", 1)
+            gate_vectors.setdefault(name, {})[space] = check_vector(tensor, f"tensor {key!r}")
         elif kind == "center" and rest:
             centers[rest] = check_vector(tensor, f"tensor {key!r}")
         else:
             raise InvalidPackError(
                 f"unexpected tensor {key[:80]!r}; pack files hold 'global.<space>', 'category.<name>.<space>', "
-                f"'gate.<direction>.<space>' and 'center.<space>'. {FIX_CORRUPT}",
+                f"'gate.<direction>.<space>', 'gate_vector.<direction>.<space>' and 'center.<space>'. {FIX_CORRUPT}",
                 field=f"tensor {key[:80]!r}",
             )
     if global_vectors:
         vectors = {GLOBAL: global_vectors, **vectors}
-    return vectors, thresholds, centers
+    return vectors, thresholds, centers, gate_vectors
 
 
 def in_stated_order(vectors: dict[str, dict], stated: object) -> dict[str, dict]:

@@ -69,6 +69,8 @@ ALIGN_METHODS = (*ALIGNMENT_METHODS, "auto")
 TOKEN_POLICIES = ("all", "prompt")
 """Steering token policies a pack can be calibrated for (the values of ``SteeringConfig.tokens``)."""
 CALIBRATION_STATISTICS = ("token_std",)
+GATE_KINDS = ("probe", "direction")
+"""What a gate scores along: a carried source probe (default) or the steering direction's unsafe side."""
 """What pack builds calibrate by (``build.calibration.calibrate`` also offers ``"mean_norm"``; builds don't)."""
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,95}$")
 
@@ -145,6 +147,12 @@ class CalibrationRecipe:
     )
     gate_quantile: float = field(
         default=0.99, metadata={"help": "gate = this quantile of benign anchor scores"}
+    )
+    gate: str = field(
+        default="probe",
+        metadata={
+            "help": f"what the gate scores along: {_one_of(GATE_KINDS)} (probe: carried source classifier)"
+        },
     )
 
 
@@ -426,6 +434,7 @@ def _section(cls, data: dict, key: str, problems: list[str], families: Collectio
         )
         values["tokens"] = _choice(data, "tokens", TOKEN_POLICIES, prefix, problems, "all")
         values["gate_quantile"] = _fraction(data, "gate_quantile", prefix, problems, 0.99)
+        values["gate"] = _choice(data, "gate", GATE_KINDS, prefix, problems, "probe")
     elif cls is BuildRecipe:
         seed = _typed(data, "seed", int, prefix, problems, default=0)
         values["seed"] = seed

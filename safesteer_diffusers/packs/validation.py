@@ -287,6 +287,55 @@ def check_centers(centers: object, spaces: Mapping[str, int]) -> dict[str, torch
     return checked
 
 
+def check_gate_vectors(
+    gate_vectors: object, thresholds: Mapping[str, Mapping[str, float]], spaces: Mapping[str, int]
+) -> dict[str, dict[str, torch.Tensor]]:
+    """Checked gate vectors ``{direction: {space: vector}}`` (``None`` -> ``{}``).
+
+    A gate vector replaces the steering direction in the gate's score (``score = mean state . g``), so it is
+    only meaningful beside the threshold it was calibrated with: each needs a threshold for the same
+    direction and space, the space's dimension, and a nonzero norm (a zero vector scores every prompt 0).
+    """
+    if gate_vectors is None:
+        return {}
+    if not isinstance(gate_vectors, Mapping):
+        raise InvalidPackTypeError(
+            f"Gate vectors must be a mapping {{direction: {{space: 1-D tensor}}}}, got "
+            f"{type(gate_vectors).__name__}.",
+            field="gate_vectors",
+        )
+    checked: dict[str, dict[str, torch.Tensor]] = {}
+    for name, per_space in gate_vectors.items():
+        if not isinstance(per_space, Mapping):
+            raise InvalidPackTypeError(
+                f"Gate vectors of {_short(name)} must be a mapping {{space: 1-D tensor}}, got "
+                f"{type(per_space).__name__}.",
+                field=f"gate_vector.{name}",
+            )
+        for space, value in per_space.items():
+            label = f"gate_vector.{name}.{space}"
+            if not isinstance(name, str) or space not in thresholds.get(name, {}):
+                raise InvalidPackError(
+                    f"{_short(label)} has no gate threshold beside it (gate.{_short(name)}.{_short(space)}); a "
+                    f"gate vector is only meaningful with the threshold it was calibrated with. {FIX_REBUILD}",
+                    field=label,
+                )
+            vector = check_vector(value, label)
+            if vector.shape[0] != spaces[space]:
+                raise InvalidPackError(
+                    f"{label} has dimension {vector.shape[0]}, the space {space!r} has {spaces[space]}. "
+                    f"{FIX_REBUILD}",
+                    field=label,
+                )
+            if not float(vector.norm()) > 0:
+                raise InvalidPackError(
+                    f"{label} is all zeros, so the gate could not tell prompts apart. {FIX_REBUILD}",
+                    field=label,
+                )
+            checked.setdefault(name, {})[space] = vector
+    return checked
+
+
 def check_tensor_count(count: int) -> None:
     """At most ``MAX_TENSORS`` tensors (vectors, thresholds and centres together) in one pack."""
     if count > MAX_TENSORS:

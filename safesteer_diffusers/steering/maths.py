@@ -13,9 +13,11 @@ Two modes:
   side of the benign centre is pushed back (strength 1 brings that component exactly to the centre's
   level); states already on the safe side are not touched.
 
-Gate: a direction fires for a row when the row's *score* exceeds the pack's threshold. The score of
-``hidden`` on direction ``v`` is the projection of its mean steered-position state on the unsafe side,
-``-(mean_t h_t) . v / |v|``: large for prompts close to the unsafe end.
+Gate: a direction fires for a row when the row's *score* exceeds the pack's threshold. The score is the
+mean steered-position state projected on the direction's *gate vector* ``g``: ``(mean_t h_t) . g``. Packs
+built by this version carry ``g`` (a source-model classifier of unsafe vs benign prompts, carried to the
+target by a map fitted on benign anchors: build/gate_probe.py); without one, ``g = -v / |v|``, the unsafe side
+of the steering direction itself (:func:`direction_gate_vectors`). Either way: large for unsafe prompts.
 """
 
 from __future__ import annotations
@@ -40,16 +42,21 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor
     return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
 
 
-def gate_scores(
-    hidden: torch.Tensor, vectors: torch.Tensor, mask: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Score of every row on every direction, ``[B, K]``, computed in float32.
+def direction_gate_vectors(vectors: torch.Tensor) -> torch.Tensor:
+    """The classic gate vectors of steering directions ``[K, D]``: their unsafe-side units, ``-v / |v|``."""
+    return -unit_vectors(vectors.float())
 
-    The score is the mean state's projection on the *unsafe* side of each unit direction:
-    ``-(masked_mean(hidden) . v / |v|)``.
+
+def gate_scores(
+    hidden: torch.Tensor, gate_vectors: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Score of every row on every gate vector, ``[B, K]``, computed in float32.
+
+    ``masked_mean(hidden) . g`` for each gate vector ``g`` (rows of ``gate_vectors``; pass
+    :func:`direction_gate_vectors` of the steering directions for the classic gate).
     """
     pooled = masked_mean(hidden.float(), mask)
-    return -(pooled @ unit_vectors(vectors.float()).T)
+    return pooled @ gate_vectors.float().T
 
 
 def gate_fires(scores: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:

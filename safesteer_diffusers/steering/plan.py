@@ -18,7 +18,7 @@ from safesteer_diffusers.packs.format import GLOBAL
 from .config import SteeringConfig
 from .errors import SteeringNotApplied
 from .layout import SpaceLayout
-from .maths import gate_fires, gate_scores, steered_positions, steering_delta
+from .maths import direction_gate_vectors, gate_fires, gate_scores, steered_positions, steering_delta
 from .report import DirectionDecision, PromptReport
 
 
@@ -147,6 +147,10 @@ class SteeringPlan:
             )
             for layout in layouts
         }
+        self.gate_vectors = {
+            layout.space: torch.stack([_gate_vector(pack, name, layout.space) for name in self.names])
+            for layout in layouts
+        }
         self.centers = {layout.space: pack.center(layout.space) for layout in layouts}
         self._check_nonzero_vectors()
         if config.gate:
@@ -217,6 +221,7 @@ class SteeringPlan:
         if key not in self._device_cache:
             self._device_cache[key] = {
                 "vectors": {s: v.to(reference.device) for s, v in self.vectors.items()},
+                "gate_vectors": {s: g.to(reference.device) for s, g in self.gate_vectors.items()},
                 "centers": {
                     s: None if c is None else c.to(reference.device) for s, c in self.centers.items()
                 },
@@ -224,12 +229,12 @@ class SteeringPlan:
         return self._device_cache[key]
 
     def _scores(self, hidden: torch.Tensor, mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        vectors = self._on(hidden)["vectors"]
+        gate_vectors = self._on(hidden)["gate_vectors"]
         scores = {}
         for layout in self.layouts:
             part = hidden[:, layout.tokens, layout.features]
             part_mask = None if mask is None else mask[:, layout.tokens]
-            scores[layout.space] = gate_scores(part, vectors[layout.space], part_mask).cpu()
+            scores[layout.space] = gate_scores(part, gate_vectors[layout.space], part_mask).cpu()
         return scores
 
     def _fired(self, scores: dict[str, torch.Tensor], rows: int) -> torch.Tensor:
@@ -288,3 +293,11 @@ class SteeringPlan:
 
 def _nan_if_none(value: float | None) -> float:
     return float("nan") if value is None else value
+
+
+def _gate_vector(pack, name: str, space: str) -> torch.Tensor:
+    """The pack's gate vector of ``name`` in ``space``, or the classic one (the direction's unsafe side)."""
+    vector = pack.gate_vector(name, space)
+    if vector is None:
+        return direction_gate_vectors(pack.direction(space, name)[None])[0]
+    return vector.float()

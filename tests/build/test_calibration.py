@@ -14,7 +14,7 @@ from safesteer_diffusers.build.calibration import (
     calibrate,
     gate_thresholds,
 )
-from safesteer_diffusers.steering.maths import gate_scores
+from safesteer_diffusers.steering.maths import direction_gate_vectors, gate_scores
 
 DT = 16
 
@@ -90,7 +90,9 @@ def test_anchor_gate_scores_share_the_inference_definition():
     mask = torch.rand(6, 5, generator=gen) > 0.3
     mask[:, 0] = True
     vectors = torch.randn(2, DT, generator=gen)
-    assert torch.equal(anchor_gate_scores(states, vectors, mask), gate_scores(states, vectors, mask))
+    assert torch.equal(
+        anchor_gate_scores(states, vectors, mask), gate_scores(states, direction_gate_vectors(vectors), mask)
+    )
     # a state along +v (the safe side) scores -|h|: low, so it does not fire
     along = torch.zeros(1, 1, DT)
     along[0, 0] = 2.0 * vectors[0] / vectors[0].norm()

@@ -95,6 +95,8 @@ def test_build_recipe_reproduces_the_shipped_demo_pack(tmp_path):
         assert built.threshold(name, "text_encoder") == pytest.approx(
             shipped.threshold(name, "text_encoder"), abs=1e-3
         )
+        gate_a, gate_b = built.gate_vector(name, "text_encoder"), shipped.gate_vector(name, "text_encoder")
+        assert gate_b is not None and torch.allclose(gate_a, gate_b, rtol=1e-3, atol=1e-4), name
     assert (tmp_path / "recipe.yaml").read_text() == (DEMO / "recipe.yaml").read_text()
     assert (tmp_path / "README.md").read_text().startswith("---\nlibrary_name: safesteer-diffusers")
 

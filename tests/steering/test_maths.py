@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from safesteer_diffusers.steering.maths import (
+    direction_gate_vectors,
     gate_fires,
     gate_scores,
     masked_mean,
@@ -71,13 +72,23 @@ def test_projection_mode_measures_from_the_centre():
     assert torch.equal(delta[0, 0], torch.tensor([2.0, 0.0]))
 
 
-def test_gate_scores_are_the_unsafe_side_projection_of_the_masked_mean():
+def test_classic_gate_scores_are_the_unsafe_side_projection_of_the_masked_mean():
     hidden = torch.tensor([[[1.0, 0.0], [3.0, 0.0], [100.0, 0.0]]])
     mask = torch.tensor([[True, True, False]])
     assert torch.equal(masked_mean(hidden, mask), torch.tensor([[2.0, 0.0]]))
-    scores = gate_scores(hidden, torch.tensor([[5.0, 0.0], [0.0, 1.0]]), mask)
+    gate_vectors = direction_gate_vectors(torch.tensor([[5.0, 0.0], [0.0, 1.0]]))
+    assert torch.equal(gate_vectors, torch.tensor([[-1.0, -0.0], [-0.0, -1.0]]))
+    scores = gate_scores(hidden, gate_vectors, mask)
     assert torch.equal(scores, torch.tensor([[-2.0, -0.0]]))
     assert torch.equal(gate_fires(scores, torch.tensor([-2.5, 0.0])), torch.tensor([[True, False]]))
+
+
+def test_gate_scores_along_given_gate_vectors_are_plain_dot_products_of_the_masked_mean():
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]], [[0.0, 1.0], [0.0, 1.0], [0.0, 1.0]]])
+    mask = torch.tensor([[True, True, False], [True, True, True]])
+    # Row means: [2, 3] and [0, 1]; gate vectors not unit and not tied to any steering direction.
+    scores = gate_scores(hidden, torch.tensor([[2.0, -1.0], [0.5, 0.5]]), mask)
+    assert torch.equal(scores, torch.tensor([[1.0, 2.5], [-1.0, 0.5]]))
 
 
 def test_unit_vectors_keep_zero_rows_zero():

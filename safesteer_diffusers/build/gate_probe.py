@@ -1,0 +1,143 @@
+"""The gate probe: which prompts should be steered, learnt in the source model, carried to the target.
+
+The classic gate scores a prompt along the steering direction itself. That direction separates each unsafe
+prompt from its *paired safe rewrite*; a gate must separate unsafe prompts from *benign text at large*, a
+different contrast. Measured on real text spaces (benchmarks/gate_recall.py, docs/method.md 6.5), the
+classic gate catches 3% of held-out unsafe prompts at a 1% benign false-positive rate.
+
+The probe gate, per direction:
+
+1. **Source classifier.** An L2-regularised logistic regression in the source model's feature space (the
+   build's layer and pooling), unsafe prompts (of the direction's category; all of them for ``global``)
+   against benign text: the safe members of the pairs and the anchors. The source side is where unsafe
+   prompts may be used.
+2. **Carried to the target by a benign-only map.** A ridge map ``target features -> source features``
+   fitted on the anchors only (the target never sees unsafe text), so the classifier's weight ``w`` becomes
+   the target functional ``g = M w``: ``score(h) = mean(h) . g`` (:func:`~safesteer_diffusers.steering.maths.gate_scores`).
+3. The threshold is a quantile of the anchors' scores, as for the classic gate (driver.py).
+
+Both fits are closed-form or convex (deterministic); the constants were chosen on the benchmark's training
+split (the held-out prompts played no part).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = ["PROBE_L2", "REVERSE_MAP_ALPHA", "carried_gate_vectors", "fit_logistic", "fit_reverse_map"]
+
+PROBE_L2 = 0.1
+"""L2 penalty of the source classifier (on features standardised by the benign statistics)."""
+REVERSE_MAP_ALPHA = 0.1
+"""Ridge penalty of the target -> source map, relative to the mean eigenvalue of the target Gram matrix."""
+
+
+def fit_logistic(
+    positive: torch.Tensor, negative: torch.Tensor, l2: float = PROBE_L2
+) -> tuple[torch.Tensor, float]:
+    """Balanced L2-regularised logistic regression, ``positive`` (label 1) against ``negative`` (label 0).
+
+    Features are standardised by the negatives' mean and std before the fit (so ``l2`` does not depend on
+    the feature scale); the result is expressed in the raw space.
+
+    Args:
+        positive: ``[P, D]`` features of the positive class.
+        negative: ``[N, D]`` features of the negative class.
+        l2: penalty ``l2 / 2 * |w|^2`` on the standardised weights; each class weighs one half of the loss.
+
+    Returns:
+        ``(weight [D] float64, bias)``: the log-odds of the positive class are ``x . weight + bias``.
+
+    Raises:
+        ValueError: an empty class, mismatched widths or non-finite features.
+    """
+    if positive.dim() != 2 or negative.dim() != 2 or positive.shape[1] != negative.shape[1]:
+        raise ValueError(
+            f"fit_logistic needs [P, D] and [N, D] features, got {tuple(positive.shape)} and "
+            f"{tuple(negative.shape)}."
+        )
+    if not len(positive) or not len(negative):
+        raise ValueError(f"fit_logistic needs both classes, got {len(positive)} and {len(negative)} rows.")
+    x = torch.cat([positive, negative]).double()
+    if not torch.isfinite(x).all():
+        raise ValueError("fit_logistic: features contain NaN or infinite values.")
+    y = torch.cat([torch.ones(len(positive)), torch.zeros(len(negative))]).double()
+    mean, std = negative.double().mean(0), negative.double().std(0, correction=0).clamp_min(1e-6)
+    z = (x - mean) / std
+    row_weight = torch.where(y > 0, 0.5 / len(positive), 0.5 / len(negative))
+    w = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.LBFGS(
+        [w, b], max_iter=500, tolerance_grad=1e-10, tolerance_change=1e-12, line_search_fn="strong_wolfe"
+    )
+
+    def loss_and_grad():
+        optimiser.zero_grad()
+        logits = z @ w + b
+        losses = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
+        loss = (row_weight * losses).sum() + 0.5 * l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimiser.step(loss_and_grad)
+    weight = (w / std).detach()
+    return weight, float(b.detach() - mean @ weight)
+
+
+def fit_reverse_map(
+    target_features: torch.Tensor, source_features: torch.Tensor, alpha: float = REVERSE_MAP_ALPHA
+) -> torch.Tensor:
+    """Ridge map ``M [Dt, Ds]`` with ``source - mean ~ (target - mean) @ M``, fitted on benign anchors.
+
+    Args:
+        target_features: ``[A, Dt]`` pooled target states of the anchors.
+        source_features: ``[A, Ds]`` source features of the same anchors.
+        alpha: penalty relative to the mean diagonal of the centred target Gram matrix.
+
+    Returns:
+        ``[Dt, Ds]`` float64.
+    """
+    if target_features.shape[0] != source_features.shape[0] or target_features.shape[0] < 2:
+        raise ValueError(
+            "fit_reverse_map needs the same anchors (at least 2) on both sides, got "
+            f"{target_features.shape[0]} target and {source_features.shape[0]} source rows."
+        )
+    x = target_features.double() - target_features.double().mean(0)
+    y = source_features.double() - source_features.double().mean(0)
+    gram = x.T @ x
+    penalty = alpha * float(gram.diagonal().mean()) if float(gram.diagonal().mean()) > 0 else alpha
+    return torch.linalg.solve(gram + penalty * torch.eye(gram.shape[0], dtype=gram.dtype), x.T @ y)
+
+
+def carried_gate_vectors(
+    source_features: torch.Tensor,
+    unsafe_rows: dict[str, Sequence[int]],
+    benign_rows: Sequence[int],
+    source_anchor_features: torch.Tensor,
+    target_anchor_features: torch.Tensor,
+    *,
+    l2: float = PROBE_L2,
+    alpha: float = REVERSE_MAP_ALPHA,
+) -> dict[str, torch.Tensor]:
+    """One target-space gate vector per direction: its source classifier carried by the benign-only map.
+
+    Args:
+        source_features: ``[N, Ds]`` source features of the contrast prompts.
+        unsafe_rows: direction name -> rows of ``source_features`` that are its positives (unsafe prompts).
+        benign_rows: rows of ``source_features`` that are benign (the safe members of pairs).
+        source_anchor_features: ``[A, Ds]`` source features of the anchors (benign negatives too).
+        target_anchor_features: ``[A, Dt]`` the anchors' pooled target states, pooled as the gate pools.
+
+    Returns:
+        ``{name: [Dt] float32}``; a prompt's gate score is its pooled target state dotted with the vector.
+    """
+    negatives = torch.cat([source_features[list(benign_rows)], source_anchor_features]).double()
+    reverse = fit_reverse_map(target_anchor_features, source_anchor_features, alpha)
+    vectors = {}
+    for name, rows in unsafe_rows.items():
+        weight, _ = fit_logistic(source_features[list(rows)].double(), negatives, l2)
+        vectors[name] = (reverse @ weight).float()
+    return vectors

@@ -1,0 +1,138 @@
+"""The probe gate (build/gate_probe.py): known answers for its fits, and what a build stores."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from safesteer_diffusers import DirectionPack
+from safesteer_diffusers.build.driver import BuildConfig, build_pack
+from safesteer_diffusers.build.gate_probe import carried_gate_vectors, fit_logistic, fit_reverse_map
+from safesteer_diffusers.build.prompts.embedded import load_anchors, load_pairs
+from safesteer_diffusers.build.target_statistics import BenignPrompts, anchor_statistics
+from safesteer_diffusers.testing import build, tiny_source
+from safesteer_diffusers.testing.tokenizers import chat_tokenizer
+
+
+def _objective_gradient(positive, negative, weight, bias, l2):
+    """The gradient of fit_logistic's objective at (weight, bias), computed independently (closed form)."""
+    x = torch.cat([positive, negative]).double()
+    y = torch.cat([torch.ones(len(positive)), torch.zeros(len(negative))]).double()
+    mean, std = negative.double().mean(0), negative.double().std(0, correction=0)
+    z = (x - mean) / std
+    w_std = weight * std  # the standardised weights
+    b_std = bias + float(mean @ weight)
+    p = torch.sigmoid(z @ w_std + b_std)
+    row = torch.where(y > 0, 0.5 / len(positive), 0.5 / len(negative))
+    return z.T @ (row * (p - y)) + l2 * w_std, float((row * (p - y)).sum())
+
+
+def test_logistic_fit_is_the_optimum_of_its_stated_objective():
+    generator = torch.Generator().manual_seed(0)
+    positive = torch.randn(40, 5, generator=generator, dtype=torch.float64) + torch.tensor([1.0, 0, 0, 0, 0])
+    negative = torch.randn(90, 5, generator=generator, dtype=torch.float64) * 2.0
+    for l2 in (1e-3, 0.1, 10.0):
+        weight, bias = fit_logistic(positive, negative, l2)
+        grad_w, grad_b = _objective_gradient(positive, negative, weight, bias, l2)
+        assert float(grad_w.abs().max()) < 1e-6 and abs(grad_b) < 1e-6
+
+
+def test_logistic_fit_separates_separable_classes_and_refuses_bad_input():
+    generator = torch.Generator().manual_seed(1)
+    positive = torch.randn(30, 4, generator=generator) + 6.0
+    negative = torch.randn(50, 4, generator=generator)
+    weight, bias = fit_logistic(positive, negative, 1e-3)
+    assert float((positive.double() @ weight + bias).min()) > float((negative.double() @ weight + bias).max())
+    with pytest.raises(ValueError, match="both classes"):
+        fit_logistic(positive[:0], negative)
+    with pytest.raises(ValueError, match=r"\[P, D\]"):
+        fit_logistic(positive, negative[:, :3])
+    bad = negative.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        fit_logistic(positive, bad)
+
+
+def test_reverse_map_recovers_an_exact_linear_relation():
+    generator = torch.Generator().manual_seed(2)
+    target = torch.randn(200, 6, generator=generator, dtype=torch.float64)
+    true_map = torch.randn(6, 4, generator=generator, dtype=torch.float64)
+    source = target @ true_map + 3.0  # an offset: the map is fitted on centred data
+    assert torch.allclose(fit_reverse_map(target, source, alpha=1e-12), true_map, atol=1e-8)
+    with pytest.raises(ValueError, match="same anchors"):
+        fit_reverse_map(target, source[:-1])
+
+
+def test_carried_vector_scores_like_the_source_probe_when_the_spaces_are_linearly_related():
+    """If target = source @ B (B invertible), the carried score is the source probe's score (less its bias
+    and a constant): the map loses nothing and the gate ranks every prompt as the source classifier does."""
+    generator = torch.Generator().manual_seed(3)
+    d = 6
+    mix = torch.randn(d, d, generator=generator, dtype=torch.float64) + 3 * torch.eye(d, dtype=torch.float64)
+    anchors_source = torch.randn(300, d, generator=generator, dtype=torch.float64)
+    pairs_source = torch.randn(40, d, generator=generator, dtype=torch.float64)
+    pairs_source[20:] += torch.tensor([2.0, -1.0, 0, 0, 0, 0], dtype=torch.float64)  # rows 20.. are unsafe
+    unsafe = {"global": list(range(20, 40)), "violence": list(range(20, 30))}
+    vectors = carried_gate_vectors(
+        pairs_source, unsafe, range(20), anchors_source, anchors_source @ mix, alpha=1e-12
+    )
+    assert set(vectors) == {"global", "violence"}
+    negatives = torch.cat([pairs_source[:20], anchors_source])
+    for name, rows in unsafe.items():
+        weight, _ = fit_logistic(pairs_source[rows], negatives)
+        carried = (pairs_source @ mix) @ vectors[name].double()
+        native = pairs_source @ weight
+        # float32 storage of the carried vector: agreement to float32 precision, up to a constant.
+        assert torch.allclose(carried - carried.mean(), native - native.mean(), atol=1e-4)
+
+
+CATEGORIES = ("violence", "sexual")
+
+
+@pytest.fixture(scope="module")
+def tiny_build():
+    pipe, _ = build("sd")
+    pairs = [p for c in CATEGORIES for p in load_pairs(c)[:8]]
+    anchors = BenignPrompts(tuple(load_anchors()[:48]), "test anchors")
+
+    def run(**config):
+        return build_pack(
+            tiny_source(seed=0)[0],
+            chat_tokenizer(),
+            pipe,
+            pairs=pairs,
+            anchors=anchors,
+            config=BuildConfig(align="ridge", gate_quantile=0.9, **config),
+            progress=False,
+        ).pack
+
+    return pipe, anchors, run
+
+
+def test_a_build_stores_one_gate_vector_per_direction_calibrated_on_the_anchors(tiny_build, tmp_path):
+    pipe, anchors, run = tiny_build
+    pack = run()
+    assert pack.metadata["gate"]["score"].startswith("mean steered state . gate vector")
+    pooled = anchor_statistics(pipe, anchors, tokens="all", progress=False)["text_encoder"].pooled
+    for name in ["global", *CATEGORIES]:
+        vector = pack.gate_vector(name, "text_encoder")
+        assert vector is not None and vector.shape == (pack.spaces["text_encoder"],)
+        # The threshold is the stated quantile of the anchors' scores along that vector (inference pooling).
+        expected = torch.quantile((pooled.double() @ vector.double()), 0.9)
+        assert pack.threshold(name, "text_encoder") == pytest.approx(float(expected), rel=1e-5, abs=1e-6)
+    # Round trip through a file keeps the gate vectors exactly.
+    loaded = DirectionPack.from_file(pack.save_file(tmp_path / "pack.safetensors"))
+    assert loaded.equals(pack)
+    assert torch.equal(
+        loaded.gate_vector("global", "text_encoder"), pack.gate_vector("global", "text_encoder")
+    )
+
+
+def test_the_classic_gate_is_still_available_and_unknown_gates_are_refused(tiny_build):
+    _, _, run = tiny_build
+    pack = run(gate="direction")
+    assert all(pack.gate_vector(name, "text_encoder") is None for name in pack.names)
+    assert pack.metadata["gate"]["score"] == "unsafe-side projection of the mean steered state"
+    assert pack.has_gate
+    with pytest.raises(ValueError, match="BuildConfig.gate must be one of"):
+        run(gate="classifier")

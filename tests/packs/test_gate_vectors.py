@@ -1,0 +1,96 @@
+"""Gate vectors in packs: stored beside their thresholds, validated like every tensor, kept by algebra only
+where the gate stays meaningful, and used by the steering plan in place of the direction's unsafe side."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from safesteer_diffusers import DirectionPack, InvalidPackError
+from safesteer_diffusers.steering.config import SteeringConfig
+from safesteer_diffusers.steering.layout import SpaceLayout
+from safesteer_diffusers.steering.plan import SteeringPlan
+
+SPACE = "text_encoder"
+
+
+def gated_pack(gate_vector=None, thresholds=None):
+    return DirectionPack.from_tensors(
+        {"global": {SPACE: torch.tensor([0.0, 0.0, 2.0])}},
+        thresholds=thresholds if thresholds is not None else {"global": {SPACE: 1.0}},
+        gate_vectors={
+            "global": {SPACE: gate_vector if gate_vector is not None else torch.tensor([1.0, 0, 0])}
+        },
+    )
+
+
+def test_gate_vectors_round_trip_and_are_read_back_exactly(tmp_path):
+    pack = gated_pack(torch.tensor([0.25, -3.0, 1e-3]))
+    loaded = DirectionPack.from_file(pack.save_file(tmp_path / "p.safetensors"))
+    assert loaded.equals(pack)
+    assert torch.equal(loaded.gate_vector("global", SPACE), torch.tensor([0.25, -3.0, 1e-3]))
+    assert DirectionPack.from_tensors({"global": {SPACE: torch.ones(3)}}).gate_vector("global", SPACE) is None
+    with pytest.raises(ValueError, match="Unknown direction"):
+        pack.gate_vector("violence", SPACE)
+
+
+@pytest.mark.parametrize(
+    ("gate_vector", "thresholds", "message"),
+    [
+        (torch.tensor([1.0, 0.0]), None, "dimension 2"),
+        (torch.zeros(3), None, "all zeros"),
+        (torch.tensor([float("nan"), 0.0, 1.0]), None, "NaN|finite"),
+        (torch.tensor([1.0, 0.0, 0.0]), {}, "no gate threshold"),
+        (torch.tensor([1, 0, 0], dtype=torch.int64), None, "floating-point"),
+    ],
+)
+def test_invalid_gate_vectors_are_refused_with_the_reason(gate_vector, thresholds, message):
+    with pytest.raises(InvalidPackError, match=message):
+        gated_pack(gate_vector, thresholds)
+
+
+def test_a_gate_vector_file_tensor_without_its_threshold_is_refused(tmp_path):
+    """A file whose threshold was dropped (and re-hashed, so the integrity check passes) still fails."""
+    import json
+    import struct
+
+    from safetensors.torch import load_file, save_file
+
+    from safesteer_diffusers.packs.format import HASH_KEY
+    from safesteer_diffusers.packs.integrity import content_hash
+
+    path = gated_pack().save_file(tmp_path / "p.safetensors")
+    raw = path.read_bytes()
+    header = json.loads(raw[8 : 8 + struct.unpack("<Q", raw[:8])[0]])["__metadata__"]
+    tensors = load_file(path)
+    del tensors["gate.global.text_encoder"], header[HASH_KEY]
+    header[HASH_KEY] = content_hash(tensors, header)
+    save_file(tensors, path, metadata=header)
+    with pytest.raises(InvalidPackError, match="no gate threshold"):
+        DirectionPack.from_file(path)
+
+
+def test_algebra_keeps_gate_vectors_only_where_the_gate_still_holds():
+    pack = gated_pack()
+    assert torch.equal((2.0 * pack).gate_vector("global", SPACE), pack.gate_vector("global", SPACE))
+    assert (-pack).gate_vector("global", SPACE) is None and not (-pack).has_gate
+    assert (pack + pack).gate_vector("global", SPACE) is None
+
+
+def test_the_plan_scores_along_the_gate_vector_not_the_direction():
+    """Known answer: rows' mean states . [1, 0, 0] are 2.0 and 0.5 against threshold 1.0, so only row 0 fires,
+    although both rows sit at the same (safe-side) projection on the steering direction [0, 0, 2]."""
+    pack = gated_pack()
+    plan = SteeringPlan(pack, [SpaceLayout(SPACE, 3)], SteeringConfig(strength=1.5, gate=True))
+    hidden = torch.tensor([[[2.0, 0.0, 1.0], [2.0, 0.0, 1.0]], [[0.5, 0.0, 1.0], [0.5, 0.0, 1.0]]])
+    result = plan.steer_positive(hidden, None, ["a", "b"])
+    steered = result.apply(hidden)
+    assert torch.equal(steered[0], hidden[0] + 1.5 * torch.tensor([0.0, 0.0, 2.0]))
+    assert torch.equal(steered[1], hidden[1])  # below threshold: untouched bit for bit
+    assert result.positions[0].all() and not result.positions[1].any()
+    # Without the gate vector the same pack gates on the direction's unsafe side: -1.0 for both rows.
+    classic = DirectionPack.from_tensors(
+        {"global": {SPACE: torch.tensor([0.0, 0.0, 2.0])}}, thresholds={"global": {SPACE: -1.5}}
+    )
+    plan = SteeringPlan(classic, [SpaceLayout(SPACE, 3)], SteeringConfig(strength=1.5, gate=True))
+    assert plan.steer_positive(hidden, None, ["a", "b"]).positions.all()
