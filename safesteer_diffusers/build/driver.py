@@ -204,12 +204,12 @@ def build_pack(
         transported = {
             name: alignment.transport(direction) for name, direction in estimate.directions.items()
         }
-        gate_vectors = None
+        gate = None
         if config.gate == "probe":
-            gate_vectors = carried_gate_vectors(
+            gate = carried_gate_vectors(
                 layer_features[estimate.layer], *gate_rows, source_anchor_features, stats.pooled
             )
-        vectors[space], per_space[space] = _calibrated(transported, stats, gate_vectors)
+        vectors[space], per_space[space] = _calibrated(transported, stats, gate)
         per_space[space]["alignment"] = alignment.to_dict()
     timings["align_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - started
@@ -435,12 +435,14 @@ def _gate_rows(contrast: ContrastPrompts, names) -> tuple[dict[str, list[int]], 
 def _calibrated(
     directions: dict[str, torch.Tensor],
     stats: SpaceStatistics,
-    gate_vectors: dict[str, torch.Tensor] | None = None,
+    gate: tuple[dict[str, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[dict, dict]:
     """Scale each direction to one benign token std along it; gate thresholds from benign anchor scores.
 
-    The anchors are scored along ``gate_vectors`` when given (the probe gate), else along each direction's
-    unsafe side (the classic gate); either way by the inference definition, ``gate_scores``.
+    ``gate``: the probe gate's vectors and the anchors' cross-fitted scores along them
+    (:func:`~safesteer_diffusers.build.gate_probe.carried_gate_vectors`, directions in ``directions`` order).
+    Without it, the anchors are scored along each direction's unsafe side (the classic gate) by the inference
+    definition, ``gate_scores``.
     """
     vectors, calibration = {}, {}
     for name, direction in directions.items():
@@ -457,16 +459,14 @@ def _calibrated(
             "scale": scale,
             "transported_norm": float(direction.norm()),
         }
-    if gate_vectors is None:
-        scoring = direction_gate_vectors(torch.stack(list(vectors.values())))
-    else:
-        scoring = torch.stack([gate_vectors[name] for name in vectors])
+    if gate is not None:
+        return vectors, {"calibration": calibration, "anchor_scores": gate[1], "gate_vectors": gate[0]}
     # Pooled anchors are already means over the steered positions: a one-token block scores identically.
-    scores = gate_scores(stats.pooled[:, None, :], scoring)
-    info = {"calibration": calibration, "anchor_scores": scores}
-    if gate_vectors is not None:
-        info["gate_vectors"] = gate_vectors
-    return vectors, info
+    scoring = direction_gate_vectors(torch.stack(list(vectors.values())))
+    return vectors, {
+        "calibration": calibration,
+        "anchor_scores": gate_scores(stats.pooled[:, None, :], scoring),
+    }
 
 
 def _assemble(

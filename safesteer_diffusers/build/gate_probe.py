@@ -14,7 +14,9 @@ The probe gate, per direction:
 2. **Carried to the target by a benign-only map.** A ridge map ``target features -> source features``
    fitted on the anchors only (the target never sees unsafe text), so the classifier's weight ``w`` becomes
    the target functional ``g = M w``: ``score(h) = mean(h) . g`` (:func:`~safesteer_diffusers.steering.maths.gate_scores`).
-3. The threshold is a quantile of the anchors' scores, as for the classic gate (driver.py).
+3. The threshold is a quantile of the anchors' *cross-fitted* scores (each anchor scored by a classifier and
+   map fitted without it: :func:`carried_gate_vectors`), so benign text the fits never saw passes at the
+   stated rate, not the anchors' in-sample rate.
 
 Both fits are closed-form or convex (deterministic); the constants were chosen on the benchmark's training
 split (the held-out prompts played no part).
@@ -26,7 +28,14 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["PROBE_L2", "REVERSE_MAP_ALPHA", "carried_gate_vectors", "fit_logistic", "fit_reverse_map"]
+__all__ = [
+    "CALIBRATION_FOLDS",
+    "PROBE_L2",
+    "REVERSE_MAP_ALPHA",
+    "carried_gate_vectors",
+    "fit_logistic",
+    "fit_reverse_map",
+]
 
 PROBE_L2 = 0.1
 """L2 penalty of the source classifier (on features standardised by the benign statistics)."""
@@ -112,6 +121,10 @@ def fit_reverse_map(
     return torch.linalg.solve(gram + penalty * torch.eye(gram.shape[0], dtype=gram.dtype), x.T @ y)
 
 
+CALIBRATION_FOLDS = 5
+"""Folds of the cross-fitted anchor scores that set the thresholds (anchor ``i`` is in fold ``i % 5``)."""
+
+
 def carried_gate_vectors(
     source_features: torch.Tensor,
     unsafe_rows: dict[str, Sequence[int]],
@@ -121,8 +134,15 @@ def carried_gate_vectors(
     *,
     l2: float = PROBE_L2,
     alpha: float = REVERSE_MAP_ALPHA,
-) -> dict[str, torch.Tensor]:
-    """One target-space gate vector per direction: its source classifier carried by the benign-only map.
+    folds: int = CALIBRATION_FOLDS,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One target-space gate vector per direction, and the anchors' cross-fitted scores along them.
+
+    Every anchor is a negative of the classifier and a point of the map, so its score along the final vector
+    is an in-sample score: lower than a new benign prompt's, and a threshold set on it lets more benign text
+    through than asked (measured: 11% of held-out safe rewrites at a 1% anchor quantile). The thresholds are
+    therefore set on *cross-fitted* scores: the anchors of fold ``k`` (anchor ``i`` is in fold ``i % folds``)
+    are scored by a classifier and map fitted without them.
 
     Args:
         source_features: ``[N, Ds]`` source features of the contrast prompts.
@@ -130,14 +150,39 @@ def carried_gate_vectors(
         benign_rows: rows of ``source_features`` that are benign (the safe members of pairs).
         source_anchor_features: ``[A, Ds]`` source features of the anchors (benign negatives too).
         target_anchor_features: ``[A, Dt]`` the anchors' pooled target states, pooled as the gate pools.
+        l2: the classifier's penalty (:func:`fit_logistic`).
+        alpha: the map's penalty (:func:`fit_reverse_map`).
+        folds: cross-fitting folds (``1``: in-sample scores).
 
     Returns:
-        ``{name: [Dt] float32}``; a prompt's gate score is its pooled target state dotted with the vector.
+        ``({name: [Dt] float32}, [A, K] float64)``: the gate vectors (a prompt's score is its pooled target
+        state dotted with its vector) fitted on everything, and the anchors' cross-fitted scores (directions
+        in ``unsafe_rows`` order).
     """
-    negatives = torch.cat([source_features[list(benign_rows)], source_anchor_features]).double()
-    reverse = fit_reverse_map(target_anchor_features, source_anchor_features, alpha)
-    vectors = {}
-    for name, rows in unsafe_rows.items():
-        weight, _ = fit_logistic(source_features[list(rows)].double(), negatives, l2)
-        vectors[name] = (reverse @ weight).float()
-    return vectors
+    benign = source_features[list(benign_rows)].double()
+    count = len(source_anchor_features)
+    if not 1 <= folds <= count // 2:
+        raise ValueError(f"folds must be between 1 and half the anchors ({count // 2}), got {folds}.")
+
+    def fit(anchor_rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        negatives = torch.cat([benign, source_anchor_features[anchor_rows].double()])
+        reverse = fit_reverse_map(
+            target_anchor_features[anchor_rows], source_anchor_features[anchor_rows], alpha
+        )
+        return {
+            name: reverse @ fit_logistic(source_features[list(rows)].double(), negatives, l2)[0]
+            for name, rows in unsafe_rows.items()
+        }
+
+    vectors = {name: vector.float() for name, vector in fit(torch.arange(count)).items()}
+    if folds == 1:
+        scores = target_anchor_features.double() @ torch.stack([vectors[n] for n in unsafe_rows]).double().T
+        return vectors, scores
+    scores = torch.empty(count, len(unsafe_rows), dtype=torch.float64)
+    fold_of = torch.arange(count) % folds
+    for fold in range(folds):
+        held = fold_of == fold
+        fitted = fit(torch.nonzero(~held).squeeze(1))
+        scoring = torch.stack([fitted[name].float() for name in unsafe_rows]).double()
+        scores[held] = target_anchor_features[held].double() @ scoring.T
+    return vectors, scores

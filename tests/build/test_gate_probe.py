@@ -9,6 +9,7 @@ from safesteer_diffusers import DirectionPack
 from safesteer_diffusers.build.driver import BuildConfig, build_pack
 from safesteer_diffusers.build.gate_probe import carried_gate_vectors, fit_logistic, fit_reverse_map
 from safesteer_diffusers.build.prompts.embedded import load_anchors, load_pairs
+from safesteer_diffusers.build.source_features import extract_features
 from safesteer_diffusers.build.target_statistics import BenignPrompts, anchor_statistics
 from safesteer_diffusers.testing import build, tiny_source
 from safesteer_diffusers.testing.tokenizers import chat_tokenizer
@@ -73,7 +74,7 @@ def test_carried_vector_scores_like_the_source_probe_when_the_spaces_are_linearl
     pairs_source = torch.randn(40, d, generator=generator, dtype=torch.float64)
     pairs_source[20:] += torch.tensor([2.0, -1.0, 0, 0, 0, 0], dtype=torch.float64)  # rows 20.. are unsafe
     unsafe = {"global": list(range(20, 40)), "violence": list(range(20, 30))}
-    vectors = carried_gate_vectors(
+    vectors, _ = carried_gate_vectors(
         pairs_source, unsafe, range(20), anchors_source, anchors_source @ mix, alpha=1e-12
     )
     assert set(vectors) == {"global", "violence"}
@@ -106,30 +107,59 @@ def tiny_build():
             progress=False,
         ).pack
 
-    return pipe, anchors, run
+    return pipe, anchors, pairs, run
 
 
 def test_a_build_stores_one_gate_vector_per_direction_calibrated_on_the_anchors(tiny_build, tmp_path):
-    pipe, anchors, run = tiny_build
+    pipe, anchors, pairs, run = tiny_build
     pack = run()
     assert pack.metadata["gate"]["score"].startswith("mean steered state . gate vector")
+    # Recompute from the same inputs: source features at the build's layer, anchors pooled as the gate pools.
+    model, tokenizer = tiny_source(seed=0)[0], chat_tokenizer()
+    layer = pack.metadata["source"]["layer"]
+    contrast = [p.safe for p in pairs] + [p.unsafe for p in pairs]
+    features = extract_features(model, tokenizer, contrast, layer, progress=False)
+    anchor_features = extract_features(model, tokenizer, list(anchors.prompts), layer, progress=False)
     pooled = anchor_statistics(pipe, anchors, tokens="all", progress=False)["text_encoder"].pooled
-    for name in ["global", *CATEGORIES]:
-        vector = pack.gate_vector(name, "text_encoder")
-        assert vector is not None and vector.shape == (pack.spaces["text_encoder"],)
-        # The threshold is the stated quantile of the anchors' scores along that vector (inference pooling).
-        expected = torch.quantile((pooled.double() @ vector.double()), 0.9)
-        assert pack.threshold(name, "text_encoder") == pytest.approx(float(expected), rel=1e-5, abs=1e-6)
+    n = len(pairs)
+    unsafe = {"global": list(range(n, 2 * n))}
+    unsafe.update({c: [n + i for i, p in enumerate(pairs) if p.category == c] for c in pack.categories})
+    vectors, scores = carried_gate_vectors(features, unsafe, range(n), anchor_features, pooled)
+    for k, name in enumerate(unsafe):
+        assert torch.allclose(pack.gate_vector(name, "text_encoder"), vectors[name], rtol=1e-4, atol=1e-6)
+        # The threshold is the stated quantile of the anchors' cross-fitted scores.
+        expected = float(torch.quantile(scores[:, k], 0.9))
+        assert pack.threshold(name, "text_encoder") == pytest.approx(expected, rel=1e-4, abs=1e-6)
     # Round trip through a file keeps the gate vectors exactly.
     loaded = DirectionPack.from_file(pack.save_file(tmp_path / "pack.safetensors"))
     assert loaded.equals(pack)
-    assert torch.equal(
-        loaded.gate_vector("global", "text_encoder"), pack.gate_vector("global", "text_encoder")
-    )
+
+
+def test_cross_fitted_scores_come_from_fits_that_never_saw_the_anchor():
+    """Independent reference: anchor i's score is its pooled state dotted with vectors fitted (folds=1) on the
+    anchors outside fold i % 5 only."""
+    generator = torch.Generator().manual_seed(4)
+    source = torch.randn(30, 4, generator=generator, dtype=torch.float64)
+    source[15:] += 1.5
+    anchors_source = torch.randn(40, 4, generator=generator, dtype=torch.float64)
+    anchors_target = anchors_source @ torch.randn(4, 5, generator=generator, dtype=torch.float64)
+    anchors_target += 0.1 * torch.randn(40, 5, generator=generator, dtype=torch.float64)
+    unsafe = {"global": list(range(15, 30))}
+    _, scores = carried_gate_vectors(source, unsafe, range(15), anchors_source, anchors_target)
+    for fold in range(5):
+        keep = torch.tensor([i for i in range(40) if i % 5 != fold])
+        held = torch.tensor([i for i in range(40) if i % 5 == fold])
+        vectors, _ = carried_gate_vectors(
+            source, unsafe, range(15), anchors_source[keep], anchors_target[keep], folds=1
+        )
+        expected = anchors_target[held] @ vectors["global"].double()
+        assert torch.allclose(scores[held, 0], expected, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="folds"):
+        carried_gate_vectors(source, unsafe, range(15), anchors_source[:4], anchors_target[:4])
 
 
 def test_the_classic_gate_is_still_available_and_unknown_gates_are_refused(tiny_build):
-    _, _, run = tiny_build
+    *_, run = tiny_build
     pack = run(gate="direction")
     assert all(pack.gate_vector(name, "text_encoder") is None for name in pack.names)
     assert pack.metadata["gate"]["score"] == "unsafe-side projection of the mean steered state"
