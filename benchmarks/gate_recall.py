@@ -408,6 +408,12 @@ def prepare(args) -> tuple[list[str], dict, dict, list, dict, torch.Tensor]:
     )  # fmt: skip
     from safesteer_diffusers.build.driver import BuildConfig, build_pack
 
+    packs["transferred svd, source gate"] = build_pack(
+        model, tokenizer, pipe, pairs=train, anchors=anchors,
+        config=BuildConfig(align="svd", source_gate=True, call_kwargs=call_kwargs, batch_size=args.batch_size),
+        source_id=source["model_id"], source_revision=f"sha256:{source['sha256']}", target_id=target["target_id"],
+        cache=cache, progress=False,
+    ).pack  # fmt: skip
     packs["transferred svd, classic gate"] = build_pack(
         model, tokenizer, pipe, pairs=train, anchors=anchors,
         config=BuildConfig(align="svd", gate="direction", call_kwargs=call_kwargs, batch_size=args.batch_size),
@@ -429,7 +435,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     prompts, groups, src, tgt, packs, lib = prepare(args)
-    variants, thresholds = library_gates(packs, lib)
+    variants, thresholds = library_gates(packs, lib, src)
     variants.update(gate_variants(src, tgt, packs, groups, args))
     results = {}
     eval_groups = groups
@@ -464,12 +470,20 @@ def library_pooled(pipe, prompts, call_kwargs, cache, target_id, batch_size) -> 
     return cache.get_or_compute(key, compute)["pooled"]
 
 
-def library_gates(packs, pooled) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    """The gates a wrapped pipeline runs: each pack's ``gate_scores`` on the pooled states, and its threshold."""
+def library_gates(packs, pooled, src) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """The gates a wrapped pipeline runs: each pack's ``gate_scores`` on the pooled states, and its threshold;
+    for a pack with a source gate, that gate on the source features (mean over real tokens at its layer, as
+    ``extract_features`` pools)."""
     from safesteer_diffusers.steering.maths import direction_gate_vectors, gate_scores
 
     scores, thresholds = {}, {}
     for method, pack in packs.items():
+        if pack.has_source_gate:
+            vector, threshold = pack.source_gate("global")
+            name = f"LIBRARY | {method} pack, source-model gate (gate_model=)"
+            scores[name] = mean_pool(src[pack.metadata["source_gate"]["layer"]]) @ vector.double()
+            thresholds[name] = threshold
+            continue
         vector = pack.gate_vector("global", SPACE)
         kind = "probe gate" if vector is not None else "classic gate"
         if vector is None:
@@ -490,7 +504,7 @@ def gate_variants(src, tgt, packs, groups, args) -> dict[str, torch.Tensor]:
 
     # --- target space, fitted without unsafe target text
     for method, pack in packs.items():
-        if method == "native" or "classic" in method:
+        if method == "native" or "classic" in method or "source gate" in method:
             continue
         v = pack.direction(SPACE, "global").double()
         u = -v / v.norm()  # unsafe-pointing unit

@@ -40,7 +40,7 @@ from .alignment import fit_alignment
 from .contrast import ContrastPrompts
 from .directions import estimate_directions
 from .feature_cache import FeatureCache, prompts_hash, source_key
-from .gate_probe import carried_gate_vectors
+from .gate_probe import carried_gate_vectors, source_gate_vectors
 from .source_features import apply_chat_template, extract_all_layers, extract_features
 from .target_statistics import BenignPrompts, SpaceStatistics, anchor_statistics
 
@@ -59,6 +59,9 @@ class BuildConfig:
             prompts carried to the target by a benign-only map, build/gate_probe.py) or ``"direction"``
             (the unsafe side of each steering direction, the classic gate; far weaker: docs/method.md 6.5).
         gate_quantile: gate thresholds are this quantile of benign anchor scores.
+        source_gate: also store a gate scored in the source model at inference (``SafeSteer.wrap(...,
+            gate=True, gate_model=(model, tokenizer))``): the strongest gate measured (docs/method.md 6.5), at
+            the cost of running the source model on every prompt.
         holdout: share of anchors / pairs held out for model selection.
         seed: seed of every split and fit.
         batch_size: prompts per forward pass.
@@ -73,6 +76,7 @@ class BuildConfig:
     tokens: str = "all"
     gate: str = "probe"
     gate_quantile: float = 0.99
+    source_gate: bool = False
     holdout: float = 0.2
     seed: int = 0
     batch_size: int = 16
@@ -212,6 +216,25 @@ def build_pack(
         vectors[space], per_space[space] = _calibrated(transported, stats, gate)
         per_space[space]["alignment"] = alignment.to_dict()
     timings["align_s"] = time.perf_counter() - tick
+    source_gate = None
+    if config.source_gate:
+        tick = time.perf_counter()
+        weights, benign_scores = source_gate_vectors(
+            layer_features[estimate.layer], *gate_rows, source_anchor_features
+        )
+        quantiles = torch.quantile(benign_scores, config.gate_quantile, dim=0).tolist()
+        source_gate = {
+            "vectors": weights,
+            "thresholds": dict(zip(weights, quantiles, strict=True)),
+            "info": {
+                "layer": int(estimate.layer),
+                "pooling": config.pooling,
+                "chat_template": bool(source_chat_template),
+                "dim": int(next(iter(weights.values())).shape[0]),
+                "quantile": config.gate_quantile,
+            },
+        }
+        timings["source_gate_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - started
 
     source_meta = {
@@ -233,6 +256,7 @@ def build_pack(
         source_meta,
         provenance,
         {"timings": timings, "cache": {"hits": cache.hits, "misses": cache.misses}},
+        source_gate=source_gate,
     )
 
 
@@ -470,7 +494,17 @@ def _calibrated(
 
 
 def _assemble(
-    kind, vectors, per_space, statistics, pipe, target_id, config, source_meta, provenance, extra
+    kind,
+    vectors,
+    per_space,
+    statistics,
+    pipe,
+    target_id,
+    config,
+    source_meta,
+    provenance,
+    extra,
+    source_gate=None,
 ) -> BuildResult:
     names = list(next(iter(vectors.values())))
     directions = {name: {space: vectors[space][name] for space in vectors} for name in names}
@@ -500,6 +534,9 @@ def _assemble(
         directions,
         thresholds=thresholds,
         gate_vectors=gate_vectors or None,
+        source_gate_tensors=None
+        if source_gate is None
+        else (source_gate["vectors"], source_gate["thresholds"]),
         centers={space: stats.token_mean for space, stats in statistics.items()},
         kind=kind,
         source=source_meta,
@@ -518,6 +555,7 @@ def _assemble(
         },
         default_strengths={GLOBAL: 1.0},
         build={"library_version": __version__, "config": asdict(config)},
+        **({} if source_gate is None else {"source_gate": source_gate["info"]}),
     )
     report = {
         "kind": kind,

@@ -35,6 +35,7 @@ __all__ = [
     "carried_gate_vectors",
     "fit_logistic",
     "fit_reverse_map",
+    "source_gate_vectors",
 ]
 
 PROBE_L2 = 0.1
@@ -186,3 +187,45 @@ def carried_gate_vectors(
         scoring = torch.stack([fitted[name].float() for name in unsafe_rows]).double()
         scores[held] = target_anchor_features[held].double() @ scoring.T
     return vectors, scores
+
+
+def source_gate_vectors(
+    source_features: torch.Tensor,
+    unsafe_rows: dict[str, Sequence[int]],
+    benign_rows: Sequence[int],
+    source_anchor_features: torch.Tensor,
+    *,
+    l2: float = PROBE_L2,
+    folds: int = CALIBRATION_FOLDS,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The source-model gate: one classifier weight per direction, and cross-fitted benign scores.
+
+    The same classifiers as :func:`carried_gate_vectors`, kept in the source space: at inference the source
+    model reads the prompt and the gate fires when ``features . weight`` exceeds the threshold. The benign
+    scores that set the thresholds are cross-fitted over *all* benign text the source side has, the pairs'
+    safe members and the anchors (the safe rewrites are the hard negatives: calibrated on the anchors alone,
+    the threshold let 44% of held-out safe rewrites through; docs/method.md 6.5).
+
+    Returns:
+        ``({name: [Ds] float32}, [B + A, K] float64)``: the weights fitted on everything, and the cross-fitted
+        scores of the benign rows then the anchors (directions in ``unsafe_rows`` order).
+    """
+    benign = torch.cat([source_features[list(benign_rows)], source_anchor_features]).double()
+    count = len(benign)
+    if not 1 <= folds <= count // 2:
+        raise ValueError(f"folds must be between 1 and half the benign prompts ({count // 2}), got {folds}.")
+
+    def fit(rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {
+            name: fit_logistic(source_features[list(positive)].double(), benign[rows], l2)[0]
+            for name, positive in unsafe_rows.items()
+        }
+
+    weights = {name: weight.float() for name, weight in fit(torch.arange(count)).items()}
+    scores = torch.empty(count, len(unsafe_rows), dtype=torch.float64)
+    fold_of = torch.arange(count) % folds
+    for fold in range(folds):
+        held = fold_of == fold
+        fitted = fit(torch.nonzero(~held).squeeze(1)) if folds > 1 else weights
+        scores[held] = benign[held] @ torch.stack([fitted[n].float() for n in unsafe_rows]).double().T
+    return weights, scores

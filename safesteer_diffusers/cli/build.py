@@ -34,6 +34,7 @@ _RECIPE_FIXES = (
     "gguf_file",
     "source_chat_template",
     "gate",
+    "source_gate",
 )
 """Flags (as ``args`` attributes) that a recipe fixes, so they cannot be combined with ``--recipe``."""
 _SOURCE = "a transformers model folder, a .gguf file or a Hub repo id"
@@ -110,6 +111,12 @@ def register_build(commands: argparse._SubParsersAction) -> argparse.ArgumentPar
         choices=["probe", "direction"],
         help="what the gate scores along: probe (default; a source classifier of unsafe vs benign prompts, "
         "carried to the target by a map fitted on benign anchors) or direction (the classic gate)",
+    )
+    build.add_argument(
+        "--source-gate",
+        action="store_true",
+        help="also store a gate scored in the source model at inference (the strongest gate measured; use it "
+        "with SafeSteer.wrap(..., gate=True, gate_model=(model, tokenizer)))",
     )
     build.add_argument("--seed", type=int, default=0, help="seed of the held-out splits and the fits")
     build.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="prompts per forward pass")
@@ -188,6 +195,7 @@ def _build(args: argparse.Namespace) -> int:
         for flag, given in (
             ("--gguf-file", args.gguf_file),
             ("--source-chat-template", args.source_chat_template),
+            ("--source-gate", args.source_gate),
         )
         if given
     ]
@@ -215,6 +223,7 @@ def _build(args: argparse.Namespace) -> int:
         tokens=args.tokens,
         gate_quantile=args.gate_quantile,
         gate=args.gate or "probe",
+        source_gate=args.source_gate,
         seed=args.seed,
         batch_size=args.batch_size,
         call_kwargs=call_kwargs,

@@ -94,8 +94,9 @@ def accepted_wrap_arguments() -> list[str]:
 
 
 def wrap_signature_names() -> list[str]:
-    """The keyword arguments of ``SafeSteer.wrap`` besides the pipeline, pack and strength."""
+    """The keyword arguments of ``SafeSteer.wrap`` besides the pipeline, pack and strength, and ``gate_model``
+    (loaded model objects, not a setting an evaluation's command line or JSON can carry)."""
     from safesteer_diffusers.pipelines.wrap import SafeSteer
 
     names = list(inspect.signature(SafeSteer.wrap).parameters)
-    return sorted(n for n in names if n not in ("pipe", "pack", "strength"))
+    return sorted(n for n in names if n not in ("pipe", "pack", "strength", "gate_model"))

@@ -17,6 +17,8 @@ File layout (format version 1)::
     category.<name>.<space>     [D]   float32
     gate.<direction>.<space>    []    float32   optional: fires when the prompt's score exceeds it
     gate_vector.<direction>.<space>  [D]  float32  optional: the gate scores along it (beside its threshold)
+    source_gate.<direction>     [Ds]  float32   optional: a gate scored in the source model (metadata source_gate)
+    source_gate_threshold.<direction>  []  float32
     center.<space>              [D]   float32   optional: benign mean token state
 """
 
@@ -46,6 +48,7 @@ from .validation import (
     check_centers,
     check_directions,
     check_gate_vectors,
+    check_source_gate,
     check_tensor_count,
     check_thresholds,
 )
@@ -74,6 +77,7 @@ class DirectionPack:
         thresholds: Mapping[str, Mapping[str, float]] | None = None,
         centers: Mapping[str, torch.Tensor] | None = None,
         gate_vectors: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+        source_gate: tuple[Mapping[str, torch.Tensor], Mapping[str, float]] | None = None,
     ):
         # Every rule lives in packs/validation.py (tensors) or packs/metadata_rules.py and raises
         # InvalidPackError; a pack that constructs saves to a file that loads back equal.
@@ -81,13 +85,16 @@ class DirectionPack:
         self._thresholds = check_thresholds(thresholds, self.names, self.spaces)
         self._centers = check_centers(centers, self.spaces)
         self._gate_vectors = check_gate_vectors(gate_vectors, self._thresholds, self.spaces)
+        self._source_gate = check_source_gate(*(source_gate or (None, None)), self.names)
         check_tensor_count(
             sum(map(len, self._vectors.values()))
             + sum(map(len, self._thresholds.values()))
             + len(self._centers)
             + sum(map(len, self._gate_vectors.values()))
+            + 2 * len(self._source_gate[0])
         )
         self._metadata = check_metadata(metadata, names=self.names, spaces=self.spaces, stacklevel=3)
+        _check_source_gate_metadata(self._source_gate[0], self._metadata)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -98,6 +105,7 @@ class DirectionPack:
         thresholds: Mapping[str, Mapping[str, float]] | None = None,
         centers: Mapping[str, torch.Tensor] | None = None,
         gate_vectors: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+        source_gate_tensors: tuple[Mapping[str, torch.Tensor], Mapping[str, float]] | None = None,
         **metadata,
     ) -> DirectionPack:
         """Make a pack from in-memory vectors.
@@ -109,6 +117,9 @@ class DirectionPack:
             centers: optional benign mean token state per space (used by ``mode="project"``).
             gate_vectors: optional vectors the gate scores along, direction name -> {space: 1-D tensor}, each
                 beside its threshold (without one, the gate scores along the unsafe side of the direction).
+            source_gate_tensors: optional ``({direction: [Ds] vector}, {direction: threshold})``: a gate
+                scored in the source model (``features . vector > threshold``); needs the ``source_gate``
+                metadata entry (``layer``, ``pooling``, ``chat_template``, ``dim``, ``quantile``).
             **metadata: pack metadata (``kind``, ``source``, ``target``, ``provenance``, ``alignment``,
                 ``default_strengths``, ...). ``format_version`` and ``library_version`` are filled in;
                 ``kind`` defaults to ``"manual"``, ``source``/``target``/``provenance`` to ``{}``.
@@ -130,7 +141,14 @@ class DirectionPack:
         filled.update(metadata)
         filled.setdefault("format_version", FORMAT_VERSION)
         filled.setdefault("library_version", __version__)
-        return cls(directions, filled, thresholds=thresholds, centers=centers, gate_vectors=gate_vectors)
+        return cls(
+            directions,
+            filled,
+            thresholds=thresholds,
+            centers=centers,
+            gate_vectors=gate_vectors,
+            source_gate=source_gate_tensors,
+        )
 
     # ------------------------------------------------------------------ read access
     @property
@@ -183,6 +201,17 @@ class DirectionPack:
         vector = self._gate_vectors.get(name, {}).get(space)
         return None if vector is None else vector.clone()
 
+    @property
+    def has_source_gate(self) -> bool:
+        """Whether the pack carries a gate scored in its source model (metadata ``source_gate``)."""
+        return bool(self._source_gate[0])
+
+    def source_gate(self, name: str) -> tuple[torch.Tensor, float] | None:
+        """``(vector [Ds], threshold)`` of direction ``name``'s source-model gate, or ``None``."""
+        self._check_name(name)
+        vector = self._source_gate[0].get(name)
+        return None if vector is None else (vector.clone(), self._source_gate[1][name])
+
     def center(self, space: str) -> torch.Tensor | None:
         """Benign mean token state of ``space`` (for the projection mode), or ``None``."""
         center = self._centers.get(space)
@@ -209,7 +238,9 @@ class DirectionPack:
         }
         # Thresholds were calibrated for the operands' unit directions; a sum points elsewhere.
         centers = self._centers if _same_tensors(self._centers, other._centers) else None
-        return DirectionPack(vectors, self._derived_metadata("+" if sign > 0 else "-"), centers=centers)
+        metadata = self._derived_metadata("+" if sign > 0 else "-")
+        metadata.pop("source_gate", None)  # the gates were fitted for the operands, not for their sum
+        return DirectionPack(vectors, metadata, centers=centers)
 
     def __add__(self, other: DirectionPack) -> DirectionPack:
         return self._combine(other, 1.0)
@@ -233,9 +264,11 @@ class DirectionPack:
         # vectors do not depend on the steering vectors at all); a sign flip points toward unsafe: no gate.
         thresholds = self._thresholds if scale > 0 else None
         gate_vectors = self._gate_vectors if scale > 0 else None
-        return DirectionPack(
-            vectors, self._derived_metadata(f"*{scale}"), thresholds, self._centers, gate_vectors
-        )
+        metadata = self._derived_metadata(f"*{scale}")
+        source_gate = self._source_gate if scale > 0 else None
+        if source_gate is None:
+            metadata.pop("source_gate", None)
+        return DirectionPack(vectors, metadata, thresholds, self._centers, gate_vectors, source_gate)
 
     __rmul__ = __mul__
 
@@ -261,6 +294,8 @@ class DirectionPack:
             )
             and self._thresholds == other._thresholds
             and _same_tensors(self._centers, other._centers)
+            and _same_tensors(self._source_gate[0], other._source_gate[0])
+            and self._source_gate[1] == other._source_gate[1]
             and self._gate_vectors.keys() == other._gate_vectors.keys()
             and all(_same_tensors(per, other._gate_vectors[name]) for name, per in self._gate_vectors.items())
             and self._metadata == other._metadata
@@ -293,6 +328,11 @@ class DirectionPack:
                 tensors[f"gate_vector.{name}.{space}"] = vector.contiguous()
         for space, center in self._centers.items():
             tensors[f"center.{space}"] = center.contiguous()
+        for name, vector in self._source_gate[0].items():
+            tensors[f"source_gate.{name}"] = vector.contiguous()
+            tensors[f"source_gate_threshold.{name}"] = torch.tensor(
+                float(self._source_gate[1][name]), dtype=torch.float32
+            )
         header = {FORMAT_KEY: "pt", METADATA_KEY: json.dumps(self._metadata, sort_keys=True, allow_nan=False)}
         header[HASH_KEY] = content_hash(tensors, header)  # covers the tensors and the other header entries
         return tensors, header
@@ -345,9 +385,16 @@ class DirectionPack:
             # The hash first: a corrupted file is reported as corrupted, whatever the damage looks like.
             verified = check_hash(tensors, header)
             metadata = parse_metadata_text(header[METADATA_KEY])
-            vectors, thresholds, centers, gate_vectors = split_tensors(tensors)
+            vectors, thresholds, centers, gate_vectors, source_gate = split_tensors(tensors)
             vectors = in_stated_order(vectors, metadata.get("categories"))
-            pack = cls(vectors, metadata, thresholds=thresholds, centers=centers, gate_vectors=gate_vectors)
+            pack = cls(
+                vectors,
+                metadata,
+                thresholds=thresholds,
+                centers=centers,
+                gate_vectors=gate_vectors,
+                source_gate=source_gate,
+            )
         except InvalidPackError as error:
             raise error.in_file(path) from error
         if not verified:
@@ -438,5 +485,31 @@ class DirectionPack:
 
 
 # ---------------------------------------------------------------------- helpers
+def _check_source_gate_metadata(vectors: Mapping[str, torch.Tensor], metadata: Mapping) -> None:
+    """The source gate's tensors and its ``source_gate`` metadata come together and agree on the width."""
+    info = metadata.get("source_gate")
+    if not vectors and info is None:
+        return
+    if (
+        not vectors
+        or not isinstance(info, dict)
+        or any(key not in info for key in ("layer", "pooling", "chat_template", "dim"))
+    ):
+        raise InvalidPackError(
+            "A source gate needs both its tensors (source_gate.<direction>) and the metadata entry source_gate "
+            "with layer, pooling, chat_template and dim; this pack has "
+            f"{'the tensors' if vectors else 'no tensors'} and {'an incomplete entry' if info else 'no entry'}. "
+            "Rebuild the pack with safesteer-diffusers.",
+            field="source_gate",
+        )
+    width = int(next(iter(vectors.values())).shape[0])
+    if info["dim"] != width:
+        raise InvalidPackError(
+            f"metadata source_gate.dim is {info['dim']} but the source gate's vectors have {width} features. "
+            "Rebuild the pack with safesteer-diffusers.",
+            field="source_gate.dim",
+        )
+
+
 def _same_tensors(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -229,21 +229,25 @@ def split_tensors(
     dict[str, dict[str, float]],
     dict[str, torch.Tensor],
     dict[str, dict[str, torch.Tensor]],
+    tuple[dict[str, torch.Tensor], dict[str, float]],
 ]:
-    """Sort file tensors into directions, gate thresholds, centres and gate vectors by their names.
+    """Sort file tensors into directions, gate thresholds, centres, gate vectors and the source gate.
 
     ``global.<space>``, ``category.<name>.<space>``, ``gate.<direction>.<space>`` (one number: shape ``()``
-    or ``(1,)``), ``gate_vector.<direction>.<space>`` and ``center.<space>``; anything else is refused.
+    or ``(1,)``), ``gate_vector.<direction>.<space>``, ``center.<space>``, ``source_gate.<direction>`` and
+    ``source_gate_threshold.<direction>`` (one number); anything else is refused.
     Vectors and centres are checked here (``validation.check_vector``, so messages name the tensor); names,
     thresholds and metadata by the pack.
 
     Returns:
-        ``(vectors, thresholds, centers, gate_vectors)``, ``"global"`` first, categories in sorted name order.
+        ``(vectors, thresholds, centers, gate_vectors, (source_gate_vectors, source_gate_thresholds))``,
+        ``"global"`` first, categories in sorted name order.
     """
     vectors: dict[str, dict[str, torch.Tensor]] = {}
     thresholds: dict[str, dict[str, float]] = {}
     centers: dict[str, torch.Tensor] = {}
     gate_vectors: dict[str, dict[str, torch.Tensor]] = {}
+    source_gate: tuple[dict[str, torch.Tensor], dict[str, float]] = ({}, {})
     global_vectors: dict[str, torch.Tensor] = {}
     for key, tensor in tensors.items():
         kind, _, rest = key.partition(".")
@@ -267,6 +271,15 @@ def split_tensors(
                     field=f"tensor {key!r}",
                 )
             thresholds.setdefault(name, {})[space] = float(tensor.reshape(()))
+        elif kind == "source_gate" and rest:
+            source_gate[0][rest] = check_vector(tensor, f"tensor {key!r}")
+        elif kind == "source_gate_threshold" and rest:
+            if tensor.numel() != 1 or tensor.dim() > 1:
+                raise InvalidPackError(
+                    f"tensor {key!r} must hold one number, has shape {tuple(tensor.shape)}. {FIX_REBUILD}",
+                    field=f"tensor {key!r}",
+                )
+            source_gate[1][rest] = float(tensor.reshape(()))
         elif kind == "gate_vector" and "." in rest:
             name, space = rest.rsplit(".", 1)
             gate_vectors.setdefault(name, {})[space] = check_vector(tensor, f"tensor {key!r}")
@@ -275,12 +288,13 @@ def split_tensors(
         else:
             raise InvalidPackError(
                 f"unexpected tensor {key[:80]!r}; pack files hold 'global.<space>', 'category.<name>.<space>', "
-                f"'gate.<direction>.<space>', 'gate_vector.<direction>.<space>' and 'center.<space>'. {FIX_CORRUPT}",
+                f"'gate.<direction>.<space>', 'gate_vector.<direction>.<space>', 'center.<space>', "
+                f"'source_gate.<direction>' and 'source_gate_threshold.<direction>'. {FIX_CORRUPT}",
                 field=f"tensor {key[:80]!r}",
             )
     if global_vectors:
         vectors = {GLOBAL: global_vectors, **vectors}
-    return vectors, thresholds, centers, gate_vectors
+    return vectors, thresholds, centers, gate_vectors, source_gate
 
 
 def in_stated_order(vectors: dict[str, dict], stated: object) -> dict[str, dict]:

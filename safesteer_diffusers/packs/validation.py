@@ -336,6 +336,51 @@ def check_gate_vectors(
     return checked
 
 
+def check_source_gate(
+    vectors: object, thresholds: object, names: list[str]
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Checked source-model gate ``({direction: [Ds] vector}, {direction: threshold})`` (``None`` -> empty).
+
+    The source gate scores a prompt in the source model (``features . vector``) and fires above the threshold.
+    Every vector needs its threshold and the reverse; all vectors share one width (the source's hidden size);
+    none is zero.
+    """
+    vectors = {} if vectors is None else vectors
+    thresholds = {} if thresholds is None else thresholds
+    if not isinstance(vectors, Mapping) or not isinstance(thresholds, Mapping):
+        raise InvalidPackTypeError(
+            "The source gate must be two mappings {direction: 1-D tensor} and {direction: float}.",
+            field="source_gate",
+        )
+    if set(vectors) != set(thresholds):
+        raise InvalidPackError(
+            f"The source gate has vectors for {sorted(map(str, vectors))} and thresholds for "
+            f"{sorted(map(str, thresholds))}; each direction needs both. {FIX_REBUILD}",
+            field="source_gate",
+        )
+    checked_vectors: dict[str, torch.Tensor] = {}
+    checked_thresholds: dict[str, float] = {}
+    for name, value in vectors.items():
+        label = f"source_gate.{name}"
+        if name not in names:
+            raise InvalidPackError(
+                f"{_short(label)} names no direction of the pack ({names}). {FIX_REBUILD}", field=label
+            )
+        vector = check_vector(value, label)
+        if not float(vector.norm()) > 0:
+            raise InvalidPackError(f"{label} is all zeros. {FIX_REBUILD}", field=label)
+        checked_vectors[name] = vector
+        checked_thresholds[name] = check_threshold(thresholds[name], f"source_gate_threshold.{name}")
+    widths = {int(v.shape[0]) for v in checked_vectors.values()}
+    if len(widths) > 1:
+        raise InvalidPackError(
+            f"The source gate's vectors have different widths {sorted(widths)}; they all live in one source "
+            f"model. {FIX_REBUILD}",
+            field="source_gate",
+        )
+    return checked_vectors, checked_thresholds
+
+
 def check_tensor_count(count: int) -> None:
     """At most ``MAX_TENSORS`` tensors (vectors, thresholds and centres together) in one pack."""
     if count > MAX_TENSORS:

@@ -69,10 +69,17 @@ class SteeringInstallation:
     """
 
     def __init__(
-        self, pipe: Any, spec: TargetSpec, prepared: PreparedSteering, *, lock_token: str | None = None
+        self,
+        pipe: Any,
+        spec: TargetSpec,
+        prepared: PreparedSteering,
+        *,
+        lock_token: str | None = None,
+        gate_model: tuple[Any, Any] | None = None,
     ):
         self.pipe = pipe
         self.spec = spec
+        self.gate_model = gate_model  # fixed for the installation's life: every plan is prepared with it
         self._prepared = prepared
         self._lock = threading.RLock()
         self._lock_token = lock_token
@@ -170,7 +177,7 @@ class SteeringInstallation:
         with self._lock:
             base = self._prepared
             config = base.config.replace(**changes)
-            prepared = prepare_steering(self.pipe, self.spec, pack or base.pack, config)
+            prepared = prepare_steering(self.pipe, self.spec, pack or base.pack, config, self.gate_model)
             if config.layers != base.config.layers:
                 if self._running:
                     raise RuntimeError(
@@ -223,7 +230,9 @@ class SteeringInstallation:
         cached = self._override_plans.get(key)
         if cached is not None and cached[0] is base:
             return cached[1]
-        prepared = prepare_steering(self.pipe, self.spec, base.pack, base.config.replace(**merged))
+        prepared = prepare_steering(
+            self.pipe, self.spec, base.pack, base.config.replace(**merged), self.gate_model
+        )
         if len(self._override_plans) > 64:
             self._override_plans.clear()
         self._override_plans[key] = (base, prepared)

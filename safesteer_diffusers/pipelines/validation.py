@@ -27,9 +27,16 @@ class PreparedSteering:
 
 
 def prepare_steering(
-    pipe: Any, spec: TargetSpec, pack: DirectionPack, config: SteeringConfig
+    pipe: Any,
+    spec: TargetSpec,
+    pack: DirectionPack,
+    config: SteeringConfig,
+    gate_model: tuple[Any, Any] | None = None,
 ) -> PreparedSteering:
     """Check ``pack`` and ``config`` against ``pipe`` and compile the plan.
+
+    ``gate_model``: ``(model, tokenizer)`` of the pack's source model; when given, ``gate=True`` decides with
+    the pack's source-model gate (pipelines/source_gate.py) instead of the target's text states.
 
     Raises:
         ValueError: the pack does not fit the pipeline (spaces, dimensions), the config asks for something this
@@ -38,7 +45,12 @@ def prepare_steering(
     """
     layouts = matching_layouts(pack, spec, pipe, config)
     check_injection(spec, config)
-    plan = SteeringPlan(pack, layouts, config)
+    prompt_gate = None
+    if gate_model is not None:
+        from .source_gate import SourceGate
+
+        prompt_gate = SourceGate(pack, *gate_model)
+    plan = SteeringPlan(pack, layouts, config, prompt_gate)
     return PreparedSteering(pack, config, tuple(layouts), plan)
 
 

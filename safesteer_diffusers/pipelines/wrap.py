@@ -75,7 +75,8 @@ class SafetySteeringMixin:
         Every ``wrap()`` setting can be changed (``strength``, ``categories``, ``mode``, ``gate``, ``tokens``,
         ``negative_strength``, ``layers``, ``step_range``, ``spaces``, ``enabled``, ``strength_limit``,
         ``allow_toward_unsafe``, and ``pack`` with ``strict``/``revision``); ``None`` means what it means in
-        ``wrap()`` (e.g. ``layers=None``: conditioning steering). ``locked`` cannot: unwrap and wrap again.
+        ``wrap()`` (e.g. ``layers=None``: conditioning steering). ``locked`` and ``gate_model`` cannot: unwrap
+        and wrap again.
         One transaction: on any error nothing changes.
 
         Args:
@@ -84,10 +85,11 @@ class SafetySteeringMixin:
         Returns:
             The new configuration.
         """
-        if "locked" in changes:
-            raise ValueError(
-                "locked cannot be changed on a wrapped pipeline: SafeSteer.unwrap it and wrap it again."
-            )
+        for fixed in ("locked", "gate_model"):
+            if fixed in changes:
+                raise ValueError(
+                    f"{fixed} cannot be changed on a wrapped pipeline: SafeSteer.unwrap it and wrap it again."
+                )
         new_pack = None
         if pack is not None:
             self._safesteer.check_unlocked(unlock, "be changed")
@@ -155,6 +157,7 @@ class SafeSteer:
         strength_limit: float | None = MAX_STRENGTH,
         allow_toward_unsafe: bool = False,
         locked: bool = False,
+        gate_model: tuple[Any, Any] | None = None,
     ) -> Any:
         """Make ``pipe`` steer its generations with a direction pack.
 
@@ -177,6 +180,10 @@ class SafeSteer:
             locked: for hosted services: the steering can then not be weakened from inside the process
                 (configure, disable, contexts, unwrap) without the unlock token this call returns, and
                 ``encode_prompt`` called outside a call is steered too.
+            gate_model: ``(model, tokenizer)`` of the pack's source model, for packs built with a source-model
+                gate (``safesteer build --source-gate``): with ``gate=True`` the source model reads each prompt
+                and decides which directions fire (the strongest gate measured, docs/method.md 6.5). Calls must
+                then pass ``prompt=`` text; ``prompt_embeds`` alone raise ``SteeringNotApplied``.
 
         Returns:
             ``pipe``, now also a :class:`SafetySteeringMixin`; with ``locked=True``, ``(pipe, unlock_token)``.
@@ -212,10 +219,16 @@ class SafeSteer:
         if not isinstance(locked, bool):
             raise TypeError(f"locked must be True or False, got {locked!r}.")
         pack = _resolve_pack(pack, pipe, revision)
-        prepared = prepare_steering(pipe, spec, pack, config)
+        if gate_model is not None and not (isinstance(gate_model, tuple | list) and len(gate_model) == 2):
+            raise TypeError(
+                f"gate_model must be a (model, tokenizer) pair, got {type(gate_model).__name__}. Load the pack's "
+                "source model, e.g. with safesteer_diffusers.build.model_loading.load_source."
+            )
+        gate_model = tuple(gate_model) if gate_model is not None else None
+        prepared = prepare_steering(pipe, spec, pack, config, gate_model)
         check_target(pack, spec, pipe, strict)
         token = secrets.token_urlsafe(32) if locked else None
-        installation = SteeringInstallation(pipe, spec, prepared, lock_token=token)
+        installation = SteeringInstallation(pipe, spec, prepared, lock_token=token, gate_model=gate_model)
         installation.install()
         original = type(pipe)
         try:

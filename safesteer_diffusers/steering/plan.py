@@ -9,6 +9,7 @@ is the list of :class:`~safesteer_diffusers.steering.layout.SpaceLayout`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -104,7 +105,13 @@ class SteeringPlan:
         ValueError: unknown category, missing gate thresholds, or a pack/pipeline dimension mismatch.
     """
 
-    def __init__(self, pack: DirectionPack, layouts: list[SpaceLayout], config: SteeringConfig):
+    def __init__(
+        self,
+        pack: DirectionPack,
+        layouts: list[SpaceLayout],
+        config: SteeringConfig,
+        prompt_gate: PromptGate | None = None,
+    ):
         unknown = sorted(set(config.categories) - set(pack.categories))
         if unknown:
             raise ValueError(
@@ -114,6 +121,7 @@ class SteeringPlan:
         self.pack = pack
         self.config = config
         self.layouts = layouts
+        self.prompt_gate = prompt_gate
         self.names = pack.names
         strengths = [
             config.strength if name == GLOBAL else config.categories.get(name, 0.0) for name in self.names
@@ -153,7 +161,7 @@ class SteeringPlan:
         }
         self.centers = {layout.space: pack.center(layout.space) for layout in layouts}
         self._check_nonzero_vectors()
-        if config.gate:
+        if config.gate and prompt_gate is None:
             self._check_thresholds()
         self._device_cache: dict[tuple, dict[str, torch.Tensor]] = {}
 
@@ -169,7 +177,13 @@ class SteeringPlan:
         """Offsets for the positive prompt rows: gate (if on), then strengths per row."""
         scores = self._scores(hidden, mask)
         rows = hidden.shape[0]
-        fired = self._fired(scores, rows)
+        if self.config.gate and self.prompt_gate is not None:
+            # The prompt gate decides from the prompt text (it raises SteeringNotApplied without it).
+            prompt_scores = self.prompt_gate.scores(prompts)
+            fired = prompt_scores > self.prompt_gate.thresholds.unsqueeze(0)
+            scores = {**scores, PROMPT_GATE_SPACE: prompt_scores.float()}
+        else:
+            fired = self._fired(scores, rows)
         strengths = self.base_strengths.unsqueeze(0) * fired.float()
         result = self._result(hidden, strengths, mask)
         result.prompts = [
@@ -273,6 +287,11 @@ class SteeringPlan:
             positions[:, layout.tokens] |= steered_positions(device_strengths, part_mask, part.shape[1])
         return SteeringResult(delta, positions, [])
 
+    def _threshold(self, k: int, name: str, space: str) -> float | None:
+        if space == PROMPT_GATE_SPACE and self.prompt_gate is not None:
+            return float(self.prompt_gate.thresholds[k])
+        return self.pack.threshold(name, space)
+
     def _row_report(
         self, row: int, prompt: str | None, strengths: torch.Tensor, fired: torch.Tensor, scores: dict
     ) -> PromptReport:
@@ -282,13 +301,26 @@ class SteeringPlan:
                 strength=float(strengths[k]),
                 fired=bool(fired[k]),
                 scores={space: float(s[row, k]) for space, s in scores.items()},
-                thresholds={space: self.pack.threshold(name, space) for space in scores},
+                thresholds={space: self._threshold(k, name, space) for space in scores},
                 configured=float(self.base_strengths[k]),
             )
             for k, name in enumerate(self.names)
         ]
         # `applied` is filled once the offsets have been added (SteeringResult.apply_verified).
         return PromptReport(row=row, prompt=prompt, directions=decisions)
+
+
+class PromptGate(Protocol):
+    """What a plan needs of a gate that decides from the prompt text (pipelines/source_gate.py)."""
+
+    thresholds: torch.Tensor  # [K], the pack's direction order
+
+    def scores(self, prompts: list[str | None]) -> torch.Tensor:  # [B, K]
+        ...
+
+
+PROMPT_GATE_SPACE = "source_model"
+"""The key of a prompt gate's scores and thresholds in a row's report (beside the target spaces)."""
 
 
 def _nan_if_none(value: float | None) -> float:

@@ -28,7 +28,8 @@ class DirectionDecision:
         name: ``"global"`` or a category.
         strength: strength actually applied (0 when gated out or not requested).
         fired: whether the gate let it through (always ``True`` when the gate is off).
-        scores: space -> score (the prompt's projection on the unsafe side of the direction).
+        scores: space -> gate score (the mean steered state along the pack's gate vector; under
+            ``"source_model"``, the source-model gate's score when ``gate_model=`` decides).
         thresholds: space -> gate threshold from the pack (``None`` if the pack has none).
         configured: the strength the configuration asks for (before the gate).
     """

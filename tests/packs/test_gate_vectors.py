@@ -94,3 +94,45 @@ def test_the_plan_scores_along_the_gate_vector_not_the_direction():
     )
     plan = SteeringPlan(classic, [SpaceLayout(SPACE, 3)], SteeringConfig(strength=1.5, gate=True))
     assert plan.steer_positive(hidden, None, ["a", "b"]).positions.all()
+
+
+SOURCE_GATE_INFO = {"layer": 2, "pooling": "mean", "chat_template": False, "dim": 4, "quantile": 0.99}
+
+
+def source_gated_pack(vectors=None, thresholds=None, info=SOURCE_GATE_INFO):
+    vectors = {"global": torch.tensor([1.0, 0.0, -2.0, 0.5])} if vectors is None else vectors
+    thresholds = {"global": 0.25} if thresholds is None else thresholds
+    metadata = {} if info is None else {"source_gate": info}
+    return DirectionPack.from_tensors(
+        {"global": {SPACE: torch.tensor([0.0, 0.0, 2.0])}},
+        source_gate_tensors=(vectors, thresholds),
+        **metadata,
+    )
+
+
+def test_a_source_gate_round_trips_and_is_dropped_where_it_no_longer_holds(tmp_path):
+    pack = source_gated_pack()
+    loaded = DirectionPack.from_file(pack.save_file(tmp_path / "p.safetensors"))
+    assert loaded.equals(pack) and loaded.has_source_gate
+    vector, threshold = loaded.source_gate("global")
+    assert torch.equal(vector, torch.tensor([1.0, 0.0, -2.0, 0.5])) and threshold == 0.25
+    assert (3.0 * pack).has_source_gate
+    for derived in (-pack, pack + pack):
+        assert not derived.has_source_gate and "source_gate" not in derived.metadata
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"thresholds": {"global": 0.1, "sexual": 0.2}}, "each direction needs both"),
+        ({"vectors": {"global": torch.zeros(4)}}, "all zeros"),
+        ({"vectors": {"violence": torch.ones(4)}, "thresholds": {"violence": 0.1}}, "names no direction"),
+        ({"info": None}, "needs both its tensors"),
+        ({"info": {**SOURCE_GATE_INFO, "dim": 5}}, "source_gate.dim is 5"),
+        ({"info": {**SOURCE_GATE_INFO, "pooling": "max"}}, "source_gate.pooling"),
+        ({"thresholds": {"global": float("inf")}}, "finite"),
+    ],
+)
+def test_invalid_source_gates_are_refused_with_the_reason(kwargs, message):
+    with pytest.raises(InvalidPackError, match=message):
+        source_gated_pack(**kwargs)

@@ -1,0 +1,154 @@
+"""The source-model gate: built into a pack, scored by the pack's source model at inference, fail closed.
+
+Tiny models built in code (a random 3-layer Llama source, a tiny SD pipeline); the measured quality of the
+gate on real models is benchmarks/gate_recall.py's job (docs/method.md 6.5)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaModel
+
+from safesteer_diffusers import DirectionPack, SafeSteer
+from safesteer_diffusers.build.driver import BuildConfig, build_pack
+from safesteer_diffusers.build.gate_probe import source_gate_vectors
+from safesteer_diffusers.build.prompts.embedded import load_anchors, load_pairs
+from safesteer_diffusers.build.source_features import extract_features
+from safesteer_diffusers.build.target_statistics import BenignPrompts
+from safesteer_diffusers.pipelines.encoding import encode_for_denoiser
+from safesteer_diffusers.steering.errors import SteeringNotApplied
+from safesteer_diffusers.testing import build, tiny_source
+from safesteer_diffusers.testing.tokenizers import chat_tokenizer
+
+from .support import TextInputRecorder
+
+CATEGORIES = ("violence", "sexual")
+SPACE = "text_encoder"
+
+
+@pytest.fixture(scope="module")
+def setup():
+    pipe, call_kwargs = build("sd")
+    model, tokenizer = tiny_source(seed=0)[0], chat_tokenizer()
+    pairs = [p for c in CATEGORIES for p in load_pairs(c)[:8]]
+    anchors = BenignPrompts(tuple(load_anchors()[:48]), "test anchors")
+    pack = build_pack(
+        model,
+        tokenizer,
+        pipe,
+        pairs=pairs,
+        anchors=anchors,
+        config=BuildConfig(align="ridge", gate_quantile=0.9, source_gate=True),
+        progress=False,
+    ).pack
+    return pipe, call_kwargs, model, tokenizer, pairs, anchors, pack
+
+
+def test_the_build_stores_a_source_gate_with_thresholds_from_cross_fitted_benign_scores(setup, tmp_path):
+    _, _, model, tokenizer, pairs, anchors, pack = setup
+    info = pack.metadata["source_gate"]
+    assert info["pooling"] == "mean" and info["chat_template"] is False and info["quantile"] == 0.9
+    assert info["layer"] == pack.metadata["source"]["layer"] and info["dim"] == model.config.hidden_size
+    layer = info["layer"]
+    n = len(pairs)
+    features = extract_features(
+        model, tokenizer, [p.safe for p in pairs] + [p.unsafe for p in pairs], layer, progress=False
+    )
+    anchor_features = extract_features(model, tokenizer, list(anchors.prompts), layer, progress=False)
+    unsafe = {"global": list(range(n, 2 * n))}
+    unsafe.update({c: [n + i for i, p in enumerate(pairs) if p.category == c] for c in pack.categories})
+    weights, scores = source_gate_vectors(features, unsafe, range(n), anchor_features)
+    for k, name in enumerate(unsafe):
+        vector, threshold = pack.source_gate(name)
+        assert torch.allclose(vector, weights[name], rtol=1e-4, atol=1e-6)
+        assert threshold == pytest.approx(float(torch.quantile(scores[:, k], 0.9)), rel=1e-4, abs=1e-6)
+    loaded = DirectionPack.from_file(pack.save_file(tmp_path / "p.safetensors"))
+    assert loaded.equals(pack) and loaded.has_source_gate
+
+
+def _received(pipe, prompts, call_kwargs):
+    """What the UNet receives for each prompt, one call without CFG."""
+    recorder = TextInputRecorder(pipe.unet)
+    try:
+        pipe(
+            prompt=prompts,
+            num_inference_steps=1,
+            guidance_scale=1.0,
+            output_type="latent",
+            height=call_kwargs.get("height", 32),
+            width=call_kwargs.get("width", 32),
+        )
+    finally:
+        recorder.remove()
+    return torch.stack(recorder.calls[0])
+
+
+def test_gated_rows_are_decided_by_the_source_model_and_steered_exactly(setup):
+    pipe, call_kwargs, model, tokenizer, pairs, _, pack = setup
+    prompts = [p.unsafe for p in pairs[:6]] + [p.safe for p in pairs[:6]]
+    before, _ = encode_for_denoiser(pipe, prompts)
+    wrapped = SafeSteer.wrap(pipe, pack, strength=2.0, gate=True, gate_model=(model, tokenizer))
+    try:
+        after = _received(wrapped, prompts, call_kwargs)
+        report = wrapped.safety_report
+    finally:
+        SafeSteer.unwrap(wrapped)
+    # Independent reference: the pack's global source gate on the source model's features.
+    vector, threshold = pack.source_gate("global")
+    layer = pack.metadata["source_gate"]["layer"]
+    scores = extract_features(model, tokenizer, prompts, layer, progress=False).double() @ vector.double()
+    fires = (scores > threshold).tolist()
+    assert any(fires) and not all(fires), fires  # the check below sees both outcomes
+    offset = 2.0 * pack.direction(SPACE)
+    for row, fired in enumerate(fires):
+        if fired:
+            assert torch.allclose(after[row], before[row] + offset, atol=1e-5)
+        else:
+            assert torch.equal(after[row], before[row])  # not fired: untouched bit for bit
+        decision = next(d for d in report.prompts[row].directions if d.name == "global")
+        assert decision.fired is fired
+        assert decision.scores["source_model"] == pytest.approx(float(scores[row]), rel=1e-4, abs=1e-5)
+        assert decision.thresholds["source_model"] == pytest.approx(threshold)
+
+
+def test_a_call_without_prompt_text_raises_instead_of_guessing(setup):
+    pipe, call_kwargs, model, tokenizer, pairs, _, pack = setup
+    embeds, _ = encode_for_denoiser(pipe, [pairs[0].unsafe])
+    wrapped = SafeSteer.wrap(pipe, pack, strength=2.0, gate=True, gate_model=(model, tokenizer))
+    try:
+        with pytest.raises(SteeringNotApplied, match="needs each prompt's text"):
+            wrapped(prompt_embeds=embeds, num_inference_steps=1, guidance_scale=1.0, output_type="latent")
+        with wrapped.safety_steering(gate=False):  # gate off: no decision needed, the embeds are steered
+            wrapped(prompt_embeds=embeds, num_inference_steps=1, guidance_scale=1.0, output_type="latent")
+        assert wrapped.safety_report.prompts[0].steered
+    finally:
+        SafeSteer.unwrap(wrapped)
+
+
+def test_bad_gate_models_and_packs_are_refused_before_anything_changes(setup):
+    pipe, _, model, tokenizer, _, _, pack = setup
+    with pytest.raises(TypeError, match=r"\(model, tokenizer\) pair"):
+        SafeSteer.wrap(pipe, pack, gate=True, gate_model=model)
+    no_source_gate = DirectionPack.from_tensors(
+        {name: {SPACE: pack.direction(SPACE, name)} for name in pack.names},
+        thresholds={name: {SPACE: pack.threshold(name, SPACE)} for name in pack.names},
+    )
+    with pytest.raises(ValueError, match="carries no source-model gate"):
+        SafeSteer.wrap(pipe, no_source_gate, gate=True, gate_model=(model, tokenizer))
+    other = LlamaModel(
+        LlamaConfig(
+            vocab_size=300, hidden_size=48, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4
+        )
+    )
+    with pytest.raises(ValueError, match="hidden size 48"):
+        SafeSteer.wrap(pipe, pack, gate=True, gate_model=(other, tokenizer))
+    assert not SafeSteer.is_wrapped(pipe)
+    wrapped = SafeSteer.wrap(pipe, pack, gate=True, gate_model=(model, tokenizer))
+    try:
+        with pytest.raises(ValueError, match="gate_model cannot be changed"):
+            wrapped.configure_safety(gate_model=None)
+        with pytest.raises(ValueError, match="carries no source-model gate"):
+            wrapped.configure_safety(pack=no_source_gate)
+        assert wrapped.safety_pack is pack  # the transaction kept the previous pack
+    finally:
+        SafeSteer.unwrap(wrapped)
