@@ -435,13 +435,24 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     prompts, groups, src, tgt, packs, lib = prepare(args)
-    variants, thresholds = library_gates(packs, lib, src)
+    variants, thresholds, rates = library_gates(packs, lib, src)
     variants.update(gate_variants(src, tgt, packs, groups, args))
     results = {}
     eval_groups = groups
     for name, scores in variants.items():
         results[name] = evaluate_variant(scores, eval_groups, args, thresholds.get(name))
         print_variant(name, results[name], args)
+    print("\nThe packs' own thresholds per gate_fpr (global gate): recall of held-out unsafe / benign FPR")
+    for name, per_rate in rates.items():
+        cells = []
+        for fpr, threshold in per_rate.items():
+            s = variants[name].numpy()
+            benign = np.concatenate([s[idx] for idx in groups["benign"].values()])
+            recall = float(np.mean(s[groups["unsafe"]["all"]] > threshold))
+            false_positives = float(np.mean(benign > threshold))
+            cells.append(f"{fpr:g}: {recall:.2f} / {false_positives:.3f}")
+            results[name].setdefault("gate_fpr", {})[fpr] = {"recall": recall, "benign_fpr": false_positives}
+        print(f"  {name}: " + "; ".join(cells))
     if args.roc:
         plot_roc(results, args.roc)
     if args.json:
@@ -470,19 +481,21 @@ def library_pooled(pipe, prompts, call_kwargs, cache, target_id, batch_size) -> 
     return cache.get_or_compute(key, compute)["pooled"]
 
 
-def library_gates(packs, pooled, src) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+def library_gates(packs, pooled, src) -> tuple[dict[str, torch.Tensor], dict[str, float], dict[str, dict]]:
     """The gates a wrapped pipeline runs: each pack's ``gate_scores`` on the pooled states, and its threshold;
     for a pack with a source gate, that gate on the source features (mean over real tokens at its layer, as
-    ``extract_features`` pools)."""
+    ``extract_features`` pools). Also the thresholds the pack stores per benign false-positive rate
+    (``gate_fpr=``), per gate."""
     from safesteer_diffusers.steering.maths import direction_gate_vectors, gate_scores
 
-    scores, thresholds = {}, {}
+    scores, thresholds, rates = {}, {}, {}
     for method, pack in packs.items():
         if pack.has_source_gate:
             vector, threshold = pack.source_gate("global")
             name = f"LIBRARY | {method} pack, source-model gate (gate_model=)"
             scores[name] = mean_pool(src[pack.metadata["source_gate"]["layer"]]) @ vector.double()
             thresholds[name] = threshold
+            rates[name] = {fpr: pack.source_gate("global", fpr)[1] for fpr in pack.gate_fprs}
             continue
         vector = pack.gate_vector("global", SPACE)
         kind = "probe gate" if vector is not None else "classic gate"
@@ -491,7 +504,8 @@ def library_gates(packs, pooled, src) -> tuple[dict[str, torch.Tensor], dict[str
         name = f"LIBRARY | {method} pack, {kind} (as shipped)"
         scores[name] = gate_scores(pooled[:, None, :], vector[None])[:, 0].double()
         thresholds[name] = pack.threshold("global", SPACE)
-    return scores, thresholds
+        rates[name] = {fpr: pack.threshold("global", SPACE, fpr) for fpr in pack.gate_fprs}
+    return scores, thresholds, rates
 
 
 def gate_variants(src, tgt, packs, groups, args) -> dict[str, torch.Tensor]:

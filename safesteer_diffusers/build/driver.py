@@ -232,6 +232,7 @@ def build_pack(
                 "chat_template": bool(source_chat_template),
                 "dim": int(next(iter(weights.values())).shape[0]),
                 "quantile": config.gate_quantile,
+                "fpr_thresholds": _fpr_thresholds(benign_scores, list(weights)),
             },
         }
         timings["source_gate_s"] = time.perf_counter() - tick
@@ -442,6 +443,20 @@ def _target_statistics(pipe, anchors, config, cache, target_id, progress) -> dic
     }
 
 
+GATE_FPRS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1)
+"""The benign false-positive rates a built pack stores gate thresholds for (``gate_fpr=`` at wrap time)."""
+
+
+def _fpr_thresholds(benign_scores: torch.Tensor, names: list[str]) -> dict[str, dict[str, float]]:
+    """``{"<rate>": {name: the (1 - rate) quantile of the benign scores}}`` for every rate of GATE_FPRS."""
+    return {
+        f"{fpr:g}": dict(
+            zip(names, torch.quantile(benign_scores.double(), 1.0 - fpr, dim=0).tolist(), strict=True)
+        )
+        for fpr in GATE_FPRS
+    }
+
+
 def _gate_rows(contrast: ContrastPrompts, names) -> tuple[dict[str, list[int]], list[int]]:
     """Rows of the contrast features: each direction's unsafe prompts (all for ``global``), the benign ones."""
     first_unsafe = len(contrast.safe)
@@ -509,13 +524,18 @@ def _assemble(
     names = list(next(iter(vectors.values())))
     directions = {name: {space: vectors[space][name] for space in vectors} for name in names}
     thresholds: dict[str, dict[str, float]] = {name: {} for name in names}
+    by_fpr: dict[str, dict[str, dict[str, float]]] = {}
     gate_vectors: dict[str, dict[str, torch.Tensor]] = {}
     for space, info in per_space.items():
         for name, vector in info.pop("gate_vectors", {}).items():
             gate_vectors.setdefault(name, {})[space] = vector
-        quantiles = torch.quantile(info.pop("anchor_scores").double(), config.gate_quantile, dim=0)
+        anchor_scores = info.pop("anchor_scores").double()
+        quantiles = torch.quantile(anchor_scores, config.gate_quantile, dim=0)
         for name, value in zip(names, quantiles.tolist(), strict=True):
             thresholds[name][space] = value
+        for level, values in _fpr_thresholds(anchor_scores, names).items():
+            for name, value in values.items():
+                by_fpr.setdefault(level, {}).setdefault(name, {})[space] = value
     spec = target_for(pipe)
     target = {
         "model_id": target_id,
@@ -552,6 +572,7 @@ def _assemble(
             ),
             "tokens": config.tokens,
             "quantile": config.gate_quantile,
+            "fpr_thresholds": by_fpr,
         },
         default_strengths={GLOBAL: 1.0},
         build={"library_version": __version__, "config": asdict(config)},

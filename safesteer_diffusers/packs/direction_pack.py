@@ -95,6 +95,7 @@ class DirectionPack:
         )
         self._metadata = check_metadata(metadata, names=self.names, spaces=self.spaces, stacklevel=3)
         _check_source_gate_metadata(self._source_gate[0], self._metadata)
+        _check_fpr_tables(self._metadata, self.names, self.spaces, set(self._source_gate[0]))
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -186,10 +187,22 @@ class DirectionPack:
             )
         return self._vectors[name][space].clone()
 
-    def threshold(self, name: str, space: str) -> float | None:
-        """Gate threshold of direction ``name`` in ``space``, or ``None`` if the pack has none."""
+    def threshold(self, name: str, space: str, fpr: float | None = None) -> float | None:
+        """Gate threshold of direction ``name`` in ``space``, or ``None`` if the pack has none.
+
+        ``fpr``: the threshold calibrated for that benign false-positive rate (metadata
+        ``gate.fpr_thresholds``; levels in :attr:`gate_fprs`) instead of the pack's default.
+        """
         self._check_name(name)
-        return self._thresholds.get(name, {}).get(space)
+        if fpr is None:
+            return self._thresholds.get(name, {}).get(space)
+        level = _fpr_level(self._metadata.get("gate", {}).get("fpr_thresholds"), fpr)
+        return None if level is None else level.get(name, {}).get(space)
+
+    @property
+    def gate_fprs(self) -> list[float]:
+        """The benign false-positive rates this pack stores gate thresholds for (``gate_fpr=`` choices)."""
+        return sorted(float(key) for key in self._metadata.get("gate", {}).get("fpr_thresholds", {}))
 
     def gate_vector(self, name: str, space: str) -> torch.Tensor | None:
         """The vector the gate of direction ``name`` scores along in ``space``, or ``None``.
@@ -206,11 +219,20 @@ class DirectionPack:
         """Whether the pack carries a gate scored in its source model (metadata ``source_gate``)."""
         return bool(self._source_gate[0])
 
-    def source_gate(self, name: str) -> tuple[torch.Tensor, float] | None:
-        """``(vector [Ds], threshold)`` of direction ``name``'s source-model gate, or ``None``."""
+    def source_gate(self, name: str, fpr: float | None = None) -> tuple[torch.Tensor, float | None] | None:
+        """``(vector [Ds], threshold)`` of direction ``name``'s source-model gate, or ``None``.
+
+        ``fpr``: the threshold for that benign false-positive rate (metadata ``source_gate.fpr_thresholds``;
+        ``None`` as the threshold when the pack has no such level).
+        """
         self._check_name(name)
         vector = self._source_gate[0].get(name)
-        return None if vector is None else (vector.clone(), self._source_gate[1][name])
+        if vector is None:
+            return None
+        if fpr is None:
+            return vector.clone(), self._source_gate[1][name]
+        level = _fpr_level(self._metadata.get("source_gate", {}).get("fpr_thresholds"), fpr)
+        return vector.clone(), None if level is None else level.get(name)
 
     def center(self, space: str) -> torch.Tensor | None:
         """Benign mean token state of ``space`` (for the projection mode), or ``None``."""
@@ -239,7 +261,9 @@ class DirectionPack:
         # Thresholds were calibrated for the operands' unit directions; a sum points elsewhere.
         centers = self._centers if _same_tensors(self._centers, other._centers) else None
         metadata = self._derived_metadata("+" if sign > 0 else "-")
-        metadata.pop("source_gate", None)  # the gates were fitted for the operands, not for their sum
+        # The gates were fitted for the operands, not for their sum: every threshold goes.
+        metadata.pop("source_gate", None)
+        metadata.get("gate", {}).pop("fpr_thresholds", None)
         return DirectionPack(vectors, metadata, centers=centers)
 
     def __add__(self, other: DirectionPack) -> DirectionPack:
@@ -268,6 +292,7 @@ class DirectionPack:
         source_gate = self._source_gate if scale > 0 else None
         if source_gate is None:
             metadata.pop("source_gate", None)
+            metadata.get("gate", {}).pop("fpr_thresholds", None)
         return DirectionPack(vectors, metadata, thresholds, self._centers, gate_vectors, source_gate)
 
     __rmul__ = __mul__
@@ -485,6 +510,37 @@ class DirectionPack:
 
 
 # ---------------------------------------------------------------------- helpers
+def _fpr_level(table: Mapping | None, fpr: float) -> Mapping | None:
+    """The entry of a ``{"<rate>": ...}`` table for ``fpr`` (rates compared as numbers), or ``None``."""
+    for key, level in (table or {}).items():
+        if math.isclose(float(key), fpr, rel_tol=1e-9, abs_tol=0.0):
+            return level
+    return None
+
+
+def _check_fpr_tables(
+    metadata: Mapping, names: list[str], spaces: Mapping[str, int], source_names: set
+) -> None:
+    """Thresholds per false-positive rate name only the pack's directions and spaces (and gated directions)."""
+    problems = []
+    for level, per_name in (metadata.get("gate", {}).get("fpr_thresholds") or {}).items():
+        for name, per_space in per_name.items():
+            if name not in names or not set(per_space) <= set(spaces):
+                problems.append(f"gate.fpr_thresholds[{level!r}][{name!r}]")
+    for level, per_name in (metadata.get("source_gate", {}).get("fpr_thresholds") or {}).items():
+        problems.extend(
+            f"source_gate.fpr_thresholds[{level!r}][{name!r}]"
+            for name in per_name
+            if name not in source_names
+        )
+    if problems:
+        raise InvalidPackError(
+            f"{problems[0]} names a direction or space this pack does not have (directions {names}, spaces "
+            f"{sorted(spaces)}). Rebuild the pack with safesteer-diffusers.",
+            field=problems[0],
+        )
+
+
 def _check_source_gate_metadata(vectors: Mapping[str, torch.Tensor], metadata: Mapping) -> None:
     """The source gate's tensors and its ``source_gate`` metadata come together and agree on the width."""
     info = metadata.get("source_gate")

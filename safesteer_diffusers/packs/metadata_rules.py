@@ -337,6 +337,13 @@ def _map_of(accepts: Callable[[object], bool], keys: re.Pattern | None = None) -
     return check
 
 
+_FPR_KEY = re.compile(r"0\.[0-9]+")
+
+
+def _is_finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 _FIELDS: dict[str, tuple[Callable[[object], bool], str]] = {
     # Top level (format_version, kind, source/target/provenance, categories, default_strengths, alignment
     # and calibration have their own checks).
@@ -349,6 +356,14 @@ _FIELDS: dict[str, tuple[Callable[[object], bool], str]] = {
     "gate.quantile": (_is_fraction, "a number between 0 and 1"),
     "gate.score": (_is_str, "a string"),
     "gate.tokens": (_is_str, "a string"),
+    "gate.fpr_thresholds": (
+        _map_of(_map_of(_map_of(_is_finite_number)), _FPR_KEY),
+        'an object {"<rate>": {direction: {space: threshold}}} of finite numbers, rates such as "0.01"',
+    ),
+    "source_gate.fpr_thresholds": (
+        _map_of(_map_of(_is_finite_number), _FPR_KEY),
+        'an object {"<rate>": {direction: threshold}} of finite numbers, rates such as "0.01"',
+    ),
     "source_gate": (_is_object, "an object"),
     "source_gate.layer": (lambda v: _is_int(v) and v >= 0, "a non-negative integer (a hidden-state index)"),
     "source_gate.pooling": (lambda v: v in ("mean", "last"), '"mean" or "last"'),

@@ -132,8 +132,8 @@ def render_card(recipe: Recipe, pack: DirectionPack | None = None) -> str:
         ("alignment", f"`{recipe.alignment.method}`, {recipe.alignment.holdout:.0%} of anchors held out"),
         (
             "calibration",
-            f"`{recipe.calibration.statistic}`, tokens `{recipe.calibration.tokens}`, gate = "
-            f"{recipe.calibration.gate_quantile} quantile of benign anchor scores",
+            f"`{recipe.calibration.statistic}`, tokens `{recipe.calibration.tokens}`, gate `{recipe.calibration.gate}` "
+            f"= {recipe.calibration.gate_quantile} quantile of benign anchor scores (other rates: `gate_fpr=`)",
         ),
         ("encoding arguments", call),
         ("default for its target", "yes" if recipe.default else "no"),

@@ -270,6 +270,7 @@ class SteeringInstallation:
             injection=config.injection,
             gate=config.gate,
             enabled=config.enabled,
+            gate_fpr=config.gate_fpr,
         )
         generation = Generation(prepared=prepared, prompts=prompt_texts(args, kwargs), report=report)
         token = self._call.set(generation)
@@ -340,7 +341,12 @@ class SteeringInstallation:
         if not prepared.config.enabled or prepared.config.injection != "conditioning":
             return output  # cross-attention offsets are added during a call, where prompt_embeds are steered
         report = SteeringReport(
-            self.spec.family, prepared.config.mode, "conditioning", prepared.config.gate, True
+            self.spec.family,
+            prepared.config.mode,
+            "conditioning",
+            prepared.config.gate,
+            True,
+            gate_fpr=prepared.config.gate_fpr,
         )
         generation = Generation(prepared=prepared, prompts=None, report=report)
         items = list(output) if isinstance(output, tuple) else [output]

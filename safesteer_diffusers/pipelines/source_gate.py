@@ -29,11 +29,15 @@ class SourceGate:
         model: the pack's source model (a ``transformers`` model; its hidden size must match the gate).
         tokenizer: its tokenizer.
 
+        fpr: use the thresholds calibrated for this benign false-positive rate (``gate_fpr``; ``None``: the
+            pack's default).
+
     Raises:
-        ValueError: the pack has no source gate, or the model's hidden size is not the gate's width.
+        ValueError: the pack has no source gate, the model's hidden size is not the gate's width, or the pack
+            stores no thresholds for ``fpr``.
     """
 
-    def __init__(self, pack: DirectionPack, model: Any, tokenizer: Any):
+    def __init__(self, pack: DirectionPack, model: Any, tokenizer: Any, fpr: float | None = None):
         if not pack.has_source_gate:
             raise ValueError(
                 "gate_model= was given but this pack carries no source-model gate. Build one with "
@@ -55,7 +59,13 @@ class SourceGate:
         self.names = pack.names
         self.layer, self.pooling = int(info["layer"]), str(info["pooling"])
         self.chat_template = bool(info["chat_template"])
-        gates = [pack.source_gate(name) for name in pack.names]
+        gates = [pack.source_gate(name, fpr) for name in pack.names]
+        if any(threshold is None for _, threshold in gates):
+            levels = sorted(map(float, info.get("fpr_thresholds", {})))
+            raise ValueError(
+                f"gate_fpr={fpr:g}: the pack's source gate stores thresholds for the rates {levels or 'of none'}. "
+                "Pick one of them, or gate_fpr=None for the pack's default."
+            )
         self.weights = torch.stack([vector for vector, _ in gates]).double()  # [K, Ds]
         self.thresholds = torch.tensor([threshold for _, threshold in gates], dtype=torch.float64)
 

@@ -49,7 +49,7 @@ def prepare_steering(
     if gate_model is not None:
         from .source_gate import SourceGate
 
-        prompt_gate = SourceGate(pack, *gate_model)
+        prompt_gate = SourceGate(pack, *gate_model, fpr=config.gate_fpr)
     plan = SteeringPlan(pack, layouts, config, prompt_gate)
     return PreparedSteering(pack, config, tuple(layouts), plan)
 

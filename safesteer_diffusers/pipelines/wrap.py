@@ -158,6 +158,7 @@ class SafeSteer:
         allow_toward_unsafe: bool = False,
         locked: bool = False,
         gate_model: tuple[Any, Any] | None = None,
+        gate_fpr: float | None = None,
     ) -> Any:
         """Make ``pipe`` steer its generations with a direction pack.
 
@@ -184,6 +185,8 @@ class SafeSteer:
                 gate (``safesteer build --source-gate``): with ``gate=True`` the source model reads each prompt
                 and decides which directions fire (the strongest gate measured, docs/method.md 6.5). Calls must
                 then pass ``prompt=`` text; ``prompt_embeds`` alone raise ``SteeringNotApplied``.
+            gate_fpr: the gate's benign false-positive rate: the pack's thresholds for that rate (one of
+                ``pack.gate_fprs``) instead of its default; more steers more unsafe and more benign prompts.
 
         Returns:
             ``pipe``, now also a :class:`SafetySteeringMixin`; with ``locked=True``, ``(pipe, unlock_token)``.
@@ -215,6 +218,7 @@ class SafeSteer:
             spaces=tuple(spaces) if spaces is not None else None,
             strength_limit=strength_limit,
             allow_toward_unsafe=allow_toward_unsafe,
+            gate_fpr=gate_fpr,
         )
         if not isinstance(locked, bool):
             raise TypeError(f"locked must be True or False, got {locked!r}.")

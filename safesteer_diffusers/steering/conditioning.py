@@ -258,6 +258,7 @@ class TextSteerer:
             injection="conditioning",
             gate=self.config.gate,
             enabled=self.config.enabled,
+            gate_fpr=self.config.gate_fpr,
         )
         if not self.config.enabled:
             return hidden, report

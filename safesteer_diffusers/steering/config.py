@@ -50,6 +50,10 @@ class SteeringConfig:
         strength_limit: bound on the absolute value of every strength, in calibrated units (default
             :data:`MAX_STRENGTH`); ``None`` opts out (strengths must still be finite, and a call whose steered
             states are not finite raises :class:`~safesteer_diffusers.steering.errors.SteeringNotApplied`).
+        gate_fpr: the gate's benign false-positive rate: use the pack's thresholds calibrated for this share of
+            benign prompts firing (``None``: the pack's default, its ``gate.quantile``). Packs built by this
+            version store 0.001, 0.005, 0.01, 0.02, 0.05 and 0.1 (``pack.gate_fprs``): a higher rate steers
+            more unsafe prompts and more benign ones (measured trade-off: docs/method.md 6.5).
         allow_toward_unsafe: opt in to settings that steer toward the unsafe side: a negative ``strength`` or
             category strength, or a positive ``negative_strength`` (it makes the negative prompt safer, which
             classifier-free guidance then steers away from). Refused unless this is ``True``.
@@ -67,6 +71,7 @@ class SteeringConfig:
     enabled: bool = True
     strength_limit: float | None = MAX_STRENGTH
     allow_toward_unsafe: bool = False
+    gate_fpr: float | None = None
 
     def __post_init__(self):
         _finite("strength", self.strength)
@@ -88,6 +93,14 @@ class SteeringConfig:
             if not isinstance(getattr(self, flag), bool):
                 raise TypeError(f"{flag} must be True or False, got {getattr(self, flag)!r}.")
         self._check_strength_bounds()
+        if self.gate_fpr is not None:
+            if isinstance(self.gate_fpr, bool) or not isinstance(self.gate_fpr, int | float):
+                raise TypeError(f"gate_fpr must be a number between 0 and 1, or None, got {self.gate_fpr!r}.")
+            if not 0.0 < float(self.gate_fpr) < 1.0:
+                raise ValueError(
+                    f"gate_fpr must be between 0 and 1 (a rate, e.g. 0.01), got {self.gate_fpr!r}."
+                )
+            object.__setattr__(self, "gate_fpr", float(self.gate_fpr))
         if isinstance(self.layers, list):
             object.__setattr__(self, "layers", tuple(self.layers))
         if (

@@ -149,9 +149,16 @@ class SteeringPlan:
             layout.space: torch.stack([pack.direction(layout.space, name) for name in self.names])
             for layout in layouts
         }
+        if config.gate_fpr is not None and prompt_gate is None and config.gate_fpr not in pack.gate_fprs:
+            raise ValueError(
+                f"gate_fpr={config.gate_fpr:g}: this pack stores gate thresholds for the benign false-positive "
+                f"rates {pack.gate_fprs or 'of none (it predates gate_fpr)'}. Pick one of them, or gate_fpr=None "
+                "for the pack's default."
+            )
         self.thresholds = {
             layout.space: torch.tensor(
-                [_nan_if_none(pack.threshold(name, layout.space)) for name in self.names], dtype=torch.float32
+                [_nan_if_none(pack.threshold(name, layout.space, config.gate_fpr)) for name in self.names],
+                dtype=torch.float32,
             )
             for layout in layouts
         }
@@ -290,7 +297,7 @@ class SteeringPlan:
     def _threshold(self, k: int, name: str, space: str) -> float | None:
         if space == PROMPT_GATE_SPACE and self.prompt_gate is not None:
             return float(self.prompt_gate.thresholds[k])
-        return self.pack.threshold(name, space)
+        return self.pack.threshold(name, space, self.config.gate_fpr)
 
     def _row_report(
         self, row: int, prompt: str | None, strengths: torch.Tensor, fired: torch.Tensor, scores: dict

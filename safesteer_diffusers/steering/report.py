@@ -97,6 +97,7 @@ class SteeringReport:
 
     Attributes:
         family, mode, injection, gate, enabled: the settings the call ran with.
+        gate_fpr: the benign false-positive rate whose thresholds the gate used (``None``: the pack's default).
         prompts: one :class:`PromptReport` per positive prompt row.
         negative_steered: whether an offset was added to the negative prompt (``negative_strength``).
         attention_applications: cross-attention steering only: how many attention calls received offsets.
@@ -110,6 +111,7 @@ class SteeringReport:
     prompts: list[PromptReport] = field(default_factory=list)
     negative_steered: bool = False
     attention_applications: int = 0
+    gate_fpr: float | None = None
 
     @property
     def any_steered(self) -> bool:
@@ -123,7 +125,13 @@ class SteeringReport:
         return data
 
     def __str__(self) -> str:
-        gate = "gate on" if self.gate else "gate off"
+        gate = "gate off"
+        if self.gate:
+            gate = (
+                "gate on"
+                if self.gate_fpr is None
+                else f"gate on (benign false-positive rate {self.gate_fpr:g})"
+            )
         state = "steering enabled" if self.enabled else "steering disabled (outputs as unwrapped)"
         lines = [
             f"SafeSteer report: {self.family}, mode {self.mode}, {self.injection} steering, {gate}, {state}"

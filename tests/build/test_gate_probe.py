@@ -127,9 +127,13 @@ def test_a_build_stores_one_gate_vector_per_direction_calibrated_on_the_anchors(
     vectors, scores = carried_gate_vectors(features, unsafe, range(n), anchor_features, pooled)
     for k, name in enumerate(unsafe):
         assert torch.allclose(pack.gate_vector(name, "text_encoder"), vectors[name], rtol=1e-4, atol=1e-6)
-        # The threshold is the stated quantile of the anchors' cross-fitted scores.
+        # The threshold is the stated quantile of the anchors' cross-fitted scores; each stored rate likewise.
         expected = float(torch.quantile(scores[:, k], 0.9))
         assert pack.threshold(name, "text_encoder") == pytest.approx(expected, rel=1e-4, abs=1e-6)
+        for fpr in (0.001, 0.01, 0.1):
+            expected = float(torch.quantile(scores[:, k], 1 - fpr))
+            assert pack.threshold(name, "text_encoder", fpr) == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    assert pack.gate_fprs == [0.001, 0.005, 0.01, 0.02, 0.05, 0.1]
     # Round trip through a file keeps the gate vectors exactly.
     loaded = DirectionPack.from_file(pack.save_file(tmp_path / "pack.safetensors"))
     assert loaded.equals(pack)

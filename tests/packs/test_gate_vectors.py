@@ -136,3 +136,65 @@ def test_a_source_gate_round_trips_and_is_dropped_where_it_no_longer_holds(tmp_p
 def test_invalid_source_gates_are_refused_with_the_reason(kwargs, message):
     with pytest.raises(InvalidPackError, match=message):
         source_gated_pack(**kwargs)
+
+
+def fpr_pack(table, **extra):
+    return DirectionPack.from_tensors(
+        {"global": {SPACE: torch.tensor([0.0, 0.0, 2.0])}},
+        thresholds={"global": {SPACE: 1.0}},
+        gate={"quantile": 0.99, "fpr_thresholds": table},
+        **extra,
+    )
+
+
+def test_thresholds_per_false_positive_rate_are_read_by_rate(tmp_path):
+    pack = fpr_pack({"0.01": {"global": {SPACE: 1.0}}, "0.05": {"global": {SPACE: 0.25}}})
+    assert pack.gate_fprs == [0.01, 0.05]
+    assert pack.threshold("global", SPACE, 0.05) == 0.25 and pack.threshold("global", SPACE) == 1.0
+    assert pack.threshold("global", SPACE, 0.02) is None
+    loaded = DirectionPack.from_file(pack.save_file(tmp_path / "p.safetensors"))
+    assert loaded.threshold("global", SPACE, 0.05) == 0.25
+    for derived in (-pack, pack + pack):  # thresholds that no longer hold go with the defaults
+        assert derived.gate_fprs == [] and derived.threshold("global", SPACE, 0.05) is None
+    assert (2.0 * pack).threshold("global", SPACE, 0.05) == 0.25
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"1%": {"global": {SPACE: 1.0}}}, "gate.fpr_thresholds"),
+        ({"0.01": {"global": {SPACE: float("nan")}}}, "gate.fpr_thresholds"),
+        ({"0.01": {"violence": {SPACE: 1.0}}}, "names a direction or space"),
+        ({"0.01": {"global": {"text_encoder_2": 1.0}}}, "names a direction or space"),
+    ],
+)
+def test_bad_false_positive_rate_tables_are_refused(table, message):
+    with pytest.raises(InvalidPackError, match=message):
+        fpr_pack(table)
+
+
+def test_the_plan_gates_with_the_thresholds_of_the_asked_rate():
+    pack = DirectionPack.from_tensors(
+        {"global": {SPACE: torch.tensor([0.0, 0.0, 2.0])}},
+        thresholds={"global": {SPACE: 1.0}},
+        gate_vectors={"global": {SPACE: torch.tensor([1.0, 0.0, 0.0])}},
+        gate={"fpr_thresholds": {"0.01": {"global": {SPACE: 1.0}}, "0.1": {"global": {SPACE: 0.25}}}},
+    )
+    hidden = torch.tensor([[[0.5, 0.0, 1.0]]])  # score 0.5: below the default 1.0, above the 10% level 0.25
+    layout = [SpaceLayout(SPACE, 3)]
+    default = SteeringPlan(pack, layout, SteeringConfig(strength=1.0, gate=True))
+    assert not default.steer_positive(hidden, None, ["p"]).positions.any()
+    loose = SteeringPlan(pack, layout, SteeringConfig(strength=1.0, gate=True, gate_fpr=0.1))
+    result = loose.steer_positive(hidden, None, ["p"])
+    assert result.positions.all()
+    assert result.prompts[0].directions[0].thresholds[SPACE] == 0.25
+    with pytest.raises(ValueError, match=r"rates \[0.01, 0.1\]"):
+        SteeringPlan(pack, layout, SteeringConfig(strength=1.0, gate=True, gate_fpr=0.05))
+
+
+@pytest.mark.parametrize(
+    ("value", "error"), [(0.0, ValueError), (1.5, ValueError), (True, TypeError), ("0.01", TypeError)]
+)
+def test_gate_fpr_must_be_a_rate(value, error):
+    with pytest.raises(error, match="gate_fpr"):
+        SteeringConfig(gate=True, gate_fpr=value)

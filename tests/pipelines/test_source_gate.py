@@ -62,6 +62,8 @@ def test_the_build_stores_a_source_gate_with_thresholds_from_cross_fitted_benign
         vector, threshold = pack.source_gate(name)
         assert torch.allclose(vector, weights[name], rtol=1e-4, atol=1e-6)
         assert threshold == pytest.approx(float(torch.quantile(scores[:, k], 0.9)), rel=1e-4, abs=1e-6)
+        at_5_percent = pack.source_gate(name, 0.05)[1]
+        assert at_5_percent == pytest.approx(float(torch.quantile(scores[:, k], 0.95)), rel=1e-4, abs=1e-6)
     loaded = DirectionPack.from_file(pack.save_file(tmp_path / "p.safetensors"))
     assert loaded.equals(pack) and loaded.has_source_gate
 
@@ -127,6 +129,8 @@ def test_a_call_without_prompt_text_raises_instead_of_guessing(setup):
 
 def test_bad_gate_models_and_packs_are_refused_before_anything_changes(setup):
     pipe, _, model, tokenizer, _, _, pack = setup
+    with pytest.raises(ValueError, match="source gate stores thresholds for the rates"):
+        SafeSteer.wrap(pipe, pack, gate=True, gate_model=(model, tokenizer), gate_fpr=0.03)
     with pytest.raises(TypeError, match=r"\(model, tokenizer\) pair"):
         SafeSteer.wrap(pipe, pack, gate=True, gate_model=model)
     no_source_gate = DirectionPack.from_tensors(

