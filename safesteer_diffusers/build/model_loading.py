@@ -310,6 +310,42 @@ def load_gguf_source(
     return model, tokenizer, {"gguf_file": file, "sha256": digest}
 
 
+def load_code_target(spec: str) -> tuple[Any, str]:
+    """A target pipeline built in code: ``"module:function"``, the function called without arguments.
+
+    The function returns the pipeline, or a tuple whose first item is the pipeline and whose second may be a
+    dict with a ``"target_id"`` (recorded in the pack and a key of the feature cache; default: ``spec``).
+
+    Raises:
+        ValueError: ``spec`` is not ``module:function``, the module or function does not exist, or it returned
+            no diffusers pipeline.
+    """
+    import importlib
+
+    module_name, _, function_name = spec.partition(":")
+    if not module_name or not function_name:
+        raise ValueError(
+            f"--target python:{spec}: write python:module:function, e.g. "
+            "python:safesteer_diffusers.testing.real_models:real_sana_pipeline."
+        )
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(
+            f"--target python:{spec}: cannot load {function_name!r} from {module_name!r} ({error})."
+        ) from error
+    result = function()
+    pipe, info = (
+        (result[0], result[1] if len(result) > 1 else None) if isinstance(result, tuple) else (result, None)
+    )
+    if not hasattr(pipe, "encode_prompt"):
+        raise ValueError(
+            f"--target python:{spec} returned {type(pipe).__name__}, not a diffusers pipeline (no encode_prompt)."
+        )
+    target_id = info.get("target_id") if isinstance(info, dict) else None
+    return pipe, str(target_id or f"python:{spec}")
+
+
 def load_target_text_encoders(
     model_id: str, *, revision: str | None = None, dtype: torch.dtype | None = None, device: str | None = None
 ) -> Any:

@@ -38,7 +38,12 @@ _RECIPE_FIXES = (
 )
 """Flags (as ``args`` attributes) that a recipe fixes, so they cannot be combined with ``--recipe``."""
 _SOURCE = "a transformers model folder, a .gguf file or a Hub repo id"
-_TARGET = "a diffusers pipeline folder or Hub repo id"
+CODE_TARGET_PREFIX = "python:"
+"""``--target python:module:function``: a pipeline built in code (e.g. the real-LLM stand-in of the benchmarks)."""
+_TARGET = (
+    "a diffusers pipeline folder or Hub repo id, or python:module:function for a pipeline built in code "
+    "(e.g. python:safesteer_diffusers.testing.real_models:real_sana_pipeline)"
+)
 _PROMPTS = "a CSV / JSONL file, a dataset folder or a Hugging Face dataset id"
 
 
@@ -174,7 +179,8 @@ def _check_references(args: argparse.Namespace) -> None:
     """Fail on a missing path or an unreachable, uncached Hub id before any model loads."""
     from .references import resolve_data, resolve_model
 
-    args.target = resolve_model(args.target, flag="--target", what=_TARGET, noun="target pipeline")
+    if not args.target.startswith(CODE_TARGET_PREFIX):  # a pipeline built in code is checked when it loads
+        args.target = resolve_model(args.target, flag="--target", what=_TARGET, noun="target pipeline")
     if args.source:
         args.source = resolve_model(args.source, flag="--source", what=_SOURCE, noun="source model")
     for flag in ("pairs", "anchors"):
@@ -210,7 +216,11 @@ def _build(args: argparse.Namespace) -> int:
 
     from safesteer_diffusers.build.driver import BuildConfig, build_native_pack, build_pack
     from safesteer_diffusers.build.feature_cache import FeatureCache, default_cache_dir
-    from safesteer_diffusers.build.model_loading import load_source_identified, load_target_text_encoders
+    from safesteer_diffusers.build.model_loading import (
+        load_code_target,
+        load_source_identified,
+        load_target_text_encoders,
+    )
     from safesteer_diffusers.build.prompts.readers import read_pairs, read_prompts
     from safesteer_diffusers.build.target_statistics import BenignPrompts
     from safesteer_diffusers.utils.dtypes import parse_dtype
@@ -234,13 +244,17 @@ def _build(args: argparse.Namespace) -> int:
     if args.anchors:
         anchors = BenignPrompts(tuple(r.prompt for r in read_prompts(args.anchors)), str(args.anchors))
     cache = FeatureCache(None if args.no_cache else (args.cache_dir or default_cache_dir()))
+    target_id = args.target
     with _loading(args.target, "target pipeline", "--target"):
-        target = load_target_text_encoders(
-            args.target, revision=args.target_revision, dtype=dtype, device=args.device
-        )
+        if args.target.startswith(CODE_TARGET_PREFIX):
+            target, target_id = load_code_target(args.target.removeprefix(CODE_TARGET_PREFIX))
+        else:
+            target = load_target_text_encoders(
+                args.target, revision=args.target_revision, dtype=dtype, device=args.device
+            )
     if args.native:
         result = build_native_pack(
-            target, pairs=pairs, anchors=anchors, config=config, target_id=args.target, cache=cache
+            target, pairs=pairs, anchors=anchors, config=config, target_id=target_id, cache=cache
         )
     else:
         with _loading(args.source, "source model", "--source"):
@@ -261,7 +275,7 @@ def _build(args: argparse.Namespace) -> int:
             config=config,
             source_id=args.source,
             source_revision=identity.pop("revision"),  # a GGUF file without one: "sha256:<hex>"
-            target_id=args.target,
+            target_id=target_id,
             cache=cache,
             source_chat_template=args.source_chat_template,
             source_identity=identity,

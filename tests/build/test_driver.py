@@ -203,3 +203,48 @@ def test_build_errors_are_explained(saved_models, tmp_path, capsys):
     assert "--source is required" in capsys.readouterr().err
     with pytest.raises(TypeError, match="anchors must be BenignPrompts"):
         build_pack(tiny_llama(), chat_tokenizer(), build("sd")[0], anchors=["a prompt"], progress=False)
+
+
+def test_cli_build_into_a_pipeline_built_in_code(saved_models, tmp_path, capsys):
+    """``--target python:module:function``: the real-LLM stand-in of the benchmarks is built this way."""
+    out = tmp_path / "pack"
+    code = main(
+        [
+            "build",
+            "--source",
+            str(saved_models / "llm"),
+            "--target",
+            "python:safesteer_diffusers.testing.unet_families:build_sd",
+            "--pairs",
+            str(saved_models / "pairs.jsonl"),
+            "--max-anchors",
+            "48",
+            "--out",
+            str(out),
+            "--no-cache",
+        ]
+    )
+    assert code == 0
+    pack = DirectionPack.from_pretrained(out)
+    assert pack.metadata["target"]["model_id"] == "python:safesteer_diffusers.testing.unet_families:build_sd"
+    assert pack.metadata["target"]["family"] == "sd" and pack.spaces == {"text_encoder": 32}
+    for bad, message in [
+        ("python:safesteer_diffusers.testing.unet_families", "write python:module:function"),
+        ("python:safesteer_diffusers.testing.unet_families:nothing_here", "cannot load 'nothing_here'"),
+        ("python:safesteer_diffusers.build.prompts.embedded:load_anchors", "not a diffusers pipeline"),
+    ]:
+        assert (
+            main(
+                [
+                    "build",
+                    "--source",
+                    str(saved_models / "llm"),
+                    "--target",
+                    bad,
+                    "--out",
+                    str(tmp_path / "x"),
+                ]
+            )
+            == 2
+        )
+        assert message in capsys.readouterr().err
