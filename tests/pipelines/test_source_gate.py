@@ -156,3 +156,15 @@ def test_bad_gate_models_and_packs_are_refused_before_anything_changes(setup):
         assert wrapped.safety_pack is pack  # the transaction kept the previous pack
     finally:
         SafeSteer.unwrap(wrapped)
+
+
+def test_locked_encode_prompt_outside_a_call_cannot_be_gated_by_text_and_raises(setup):
+    pipe, _, model, tokenizer, pairs, _, pack = setup
+    wrapped, token = SafeSteer.wrap(
+        pipe, pack, strength=2.0, gate=True, gate_model=(model, tokenizer), locked=True
+    )
+    try:
+        with pytest.raises(SteeringNotApplied, match="needs each prompt's text"):
+            wrapped.encode_prompt(pairs[0].unsafe, "cpu", 1, False)
+    finally:
+        SafeSteer.unwrap(wrapped, unlock=token)
