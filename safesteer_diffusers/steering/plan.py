@@ -182,14 +182,15 @@ class SteeringPlan:
         self, hidden: torch.Tensor, mask: torch.Tensor | None, prompts: list[str | None]
     ) -> SteeringResult:
         """Offsets for the positive prompt rows: gate (if on), then strengths per row."""
-        scores = self._scores(hidden, mask)
         rows = hidden.shape[0]
         if self.config.gate and self.prompt_gate is not None:
-            # The prompt gate decides from the prompt text (it raises SteeringNotApplied without it).
+            # The prompt gate decides from the prompt text (it raises SteeringNotApplied without it); the
+            # report then shows its scores only, since the target-space ones decided nothing.
             prompt_scores = self.prompt_gate.scores(prompts)
             fired = prompt_scores > self.prompt_gate.thresholds.unsqueeze(0)
-            scores = {**scores, PROMPT_GATE_SPACE: prompt_scores.float()}
+            scores = {PROMPT_GATE_SPACE: prompt_scores.float()}
         else:
+            scores = self._scores(hidden, mask)
             fired = self._fired(scores, rows)
         strengths = self.base_strengths.unsqueeze(0) * fired.float()
         result = self._result(hidden, strengths, mask)

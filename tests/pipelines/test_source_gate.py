@@ -168,3 +168,16 @@ def test_locked_encode_prompt_outside_a_call_cannot_be_gated_by_text_and_raises(
             wrapped.encode_prompt(pairs[0].unsafe, "cpu", 1, False)
     finally:
         SafeSteer.unwrap(wrapped, unlock=token)
+
+
+def test_the_report_shows_the_scores_that_decided(setup):
+    pipe, call_kwargs, model, tokenizer, pairs, _, pack = setup
+    wrapped = SafeSteer.wrap(pipe, pack, strength=2.0, gate=True, gate_model=(model, tokenizer))
+    try:
+        _received(wrapped, [pairs[0].unsafe], call_kwargs)
+        assert all(set(d.scores) == {"source_model"} for d in wrapped.safety_report.prompts[0].directions)
+        with wrapped.safety_steering(gate=False):  # gate off: the source model is not asked
+            _received(wrapped, [pairs[0].unsafe], call_kwargs)
+        assert all(set(d.scores) == {SPACE} for d in wrapped.safety_report.prompts[0].directions)
+    finally:
+        SafeSteer.unwrap(wrapped)
