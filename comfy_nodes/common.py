@@ -74,8 +74,33 @@ def strength_inputs() -> dict[str, tuple]:
     return inputs
 
 
+PACK_DEFAULT_FPR = "pack default"
+GATE_FPR_CHOICES = (PACK_DEFAULT_FPR, "0.001", "0.005", "0.01", "0.02", "0.05", "0.1")
+
+
+def gate_fpr_input() -> dict:
+    """The optional ``gate_fpr`` input of the steering nodes (optional: saved graphs without it keep working)."""
+    return {
+        "gate_fpr": (
+            list(GATE_FPR_CHOICES),
+            {
+                "default": PACK_DEFAULT_FPR,
+                "tooltip": "With gate on: which of the pack's thresholds to use, by the share of benign prompts "
+                "they let fire (pack default: the pack's own, usually 0.01). Higher = more unsafe prompts and "
+                "more benign ones steered (measured trade-off: docs/method.md 6.5). Needs a pack that stores "
+                "that rate (packs built by `safesteer build` do; the node refuses otherwise).",
+            },
+        )
+    }
+
+
 def config_from_inputs(
-    pack: DirectionPack, strength: float, mode: str, gate: bool, **categories
+    pack: DirectionPack,
+    strength: float,
+    mode: str,
+    gate: bool,
+    gate_fpr: str = PACK_DEFAULT_FPR,
+    **categories,
 ) -> SteeringConfig:
     """A validated :class:`SteeringConfig` from node inputs; every nonzero strength must be applicable.
 
@@ -94,6 +119,8 @@ def config_from_inputs(
     if unknown:
         raise TypeError(f"Unknown strength inputs {unknown}; expected {sorted(CATEGORY_INPUTS)}.")
     _check_bounds({"strength": strength, **categories})
+    if gate_fpr not in GATE_FPR_CHOICES:
+        raise ValueError(f"gate_fpr must be one of {list(GATE_FPR_CHOICES)}, got {gate_fpr!r}.")
     # Zero means "off": only nonzero category strengths are named, so a pack without a category the node
     # has an input for is fine as long as that input stays 0.
     config = SteeringConfig(
@@ -101,6 +128,7 @@ def config_from_inputs(
         categories={CATEGORY_INPUTS[name]: float(value) for name, value in categories.items() if value != 0},
         mode=mode,
         gate=bool(gate),
+        gate_fpr=None if gate_fpr == PACK_DEFAULT_FPR else float(gate_fpr),
         strength_limit=MAX_STRENGTH,
         allow_toward_unsafe=False,
     )

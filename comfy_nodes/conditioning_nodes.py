@@ -16,7 +16,15 @@ from safesteer_diffusers.steering.conditioning import TextSteerer
 from safesteer_diffusers.steering.config import SteeringConfig
 from safesteer_diffusers.steering.report import SteeringReport
 
-from .common import CATEGORY, PACK_TOOLTIP, PACK_TYPE, config_from_inputs, strength_inputs
+from .common import (
+    CATEGORY,
+    PACK_DEFAULT_FPR,
+    PACK_TOOLTIP,
+    PACK_TYPE,
+    config_from_inputs,
+    gate_fpr_input,
+    strength_inputs,
+)
 from .pack_nodes import loaded_name
 from .report_format import gate_check_line, outcome_lines, pack_header
 
@@ -96,11 +104,13 @@ class SafeSteerConditioning:
                 ),
                 "pack": (PACK_TYPE, {"tooltip": PACK_TOOLTIP + " Its width must fit the conditioning."}),
                 **strength_inputs(),
-            }
+            },
+            "optional": gate_fpr_input(),
         }
 
-    def steer(self, conditioning, pack, strength, mode, gate, **categories):
-        steerer = TextSteerer(pack, config_from_inputs(pack, strength, mode, gate, **categories))
+    def steer(self, conditioning, pack, strength, mode, gate, gate_fpr=PACK_DEFAULT_FPR, **categories):
+        config = config_from_inputs(pack, strength, mode, gate, gate_fpr, **categories)
+        steerer = TextSteerer(pack, config)
         entries = list(_entries(conditioning))
         if not entries and not steerer.is_noop:
             raise ValueError(

@@ -24,7 +24,16 @@ from __future__ import annotations
 from safesteer_diffusers.steering.conditioning import TextSteerer, cond_rows_from_chunks
 from safesteer_diffusers.steering.errors import SteeringNotApplied
 
-from .common import CATEGORY, LOGGER, PACK_TOOLTIP, PACK_TYPE, config_from_inputs, strength_inputs
+from .common import (
+    CATEGORY,
+    LOGGER,
+    PACK_DEFAULT_FPR,
+    PACK_TOOLTIP,
+    PACK_TYPE,
+    config_from_inputs,
+    gate_fpr_input,
+    strength_inputs,
+)
 from .model_info import diffusion_model, has_keyed_wrappers, is_unet, model_text_width, sigma_range
 
 WRAPPER_KEY = "safesteer"
@@ -336,13 +345,24 @@ class SafeSteerModel:
                         "every attention patch.",
                     },
                 ),
+                **gate_fpr_input(),
             },
         }
 
     def patch(
-        self, model, pack, strength, mode, gate, start_percent, end_percent, injection="auto", **categories
+        self,
+        model,
+        pack,
+        strength,
+        mode,
+        gate,
+        start_percent,
+        end_percent,
+        injection="auto",
+        gate_fpr=PACK_DEFAULT_FPR,
+        **categories,
     ):
-        config = config_from_inputs(pack, strength, mode, gate, **categories)
+        config = config_from_inputs(pack, strength, mode, gate, gate_fpr, **categories)
         steerer = TextSteerer(pack, config)
         declared = model_text_width(model)
         if declared is not None:

@@ -519,3 +519,34 @@ def test_a_plain_clone_in_custom_nodes_uses_its_own_library(tmp_path):
         [sys.executable, "-I", "-S", "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_conditioning_node_gates_with_the_thresholds_of_the_chosen_rate():
+    """gate_fpr picks the pack's thresholds for that benign false-positive rate; a rate the pack does not store
+    is refused. Known answer: the row's classic gate score is 0.5, between the 1% (1.0) and 10% (0.25) levels."""
+    direction = torch.zeros(32)
+    direction[0] = 2.0
+    pack = DirectionPack.from_tensors(
+        {"global": {"text_encoder": direction}},
+        thresholds={"global": {"text_encoder": 1.0}},
+        gate={
+            "fpr_thresholds": {
+                "0.01": {"global": {"text_encoder": 1.0}},
+                "0.1": {"global": {"text_encoder": 0.25}},
+            }
+        },
+    )
+    hidden = torch.zeros(1, 4, 32)
+    hidden[..., 0] = -0.5  # score = -(mean h) . v/|v| = 0.5
+    from comfy_nodes.conditioning_nodes import SafeSteerConditioning
+
+    node = SafeSteerConditioning()
+    kwargs = {**strengths(1.0), "gate": True}
+    (default,) = node.steer(conditioning(hidden.clone()), pack, **kwargs)[:1]
+    assert torch.equal(default[0][0], hidden)  # below the default threshold: untouched
+    (loose,) = node.steer(conditioning(hidden.clone()), pack, gate_fpr="0.1", **kwargs)[:1]
+    assert torch.equal(loose[0][0], hidden + direction)
+    with pytest.raises(ValueError, match=r"rates \[0.01, 0.1\]"):
+        node.steer(conditioning(hidden.clone()), pack, gate_fpr="0.05", **kwargs)
+    with pytest.raises(ValueError, match="gate_fpr must be one of"):
+        node.steer(conditioning(hidden.clone()), pack, gate_fpr="5%", **kwargs)
