@@ -453,6 +453,30 @@ def main(argv=None) -> dict:
             cells.append(f"{fpr:g}: {recall:.2f} / {false_positives:.3f}")
             results[name].setdefault("gate_fpr", {})[fpr] = {"recall": recall, "benign_fpr": false_positives}
         print(f"  {name}: " + "; ".join(cells))
+    print(
+        "\nEach category's own gate on that category's held-out unsafe prompts: recall @1% / @5% held-out benign"
+    )
+    print("FPR | at the pack's threshold: recall / benign FPR")
+    per_category = category_gates(packs, lib, src, groups)
+    for name, table in per_category.items():
+        print(f"  {name}")
+        for category, cell in table.items():
+            print(
+                f"    {category:<17} {cell['recall_1']:.2f} / {cell['recall_5']:.2f} | "
+                f"{cell['recall_at_pack']:.2f} / {cell['benign_fpr_at_pack']:.3f}"
+            )
+    results["category gates"] = per_category
+    print(
+        "\nThe global decision as 'any category gate fires' (max over categories of each gate's score, each"
+    )
+    print("scaled by its anchors: (score - anchor median) / (anchor 99th percentile - anchor median)):")
+    for name, scores in max_category_scores(packs, lib, src, groups).items():
+        result = evaluate_variant(scores, groups, args)
+        results[name] = result
+        print(
+            f"  {name}: recall {result['roc'][0.01]['recall_all']:.2f} [{result['roc'][0.01]['ci'][0]:.2f}, "
+            f"{result['roc'][0.01]['ci'][1]:.2f}] @1%, {result['roc'][0.05]['recall_all']:.2f} @5% held-out benign FPR"
+        )
     if args.roc:
         plot_roc(results, args.roc)
     if args.json:
@@ -506,6 +530,70 @@ def library_gates(packs, pooled, src) -> tuple[dict[str, torch.Tensor], dict[str
         thresholds[name] = pack.threshold("global", SPACE)
         rates[name] = {fpr: pack.threshold("global", SPACE, fpr) for fpr in pack.gate_fprs}
     return scores, thresholds, rates
+
+
+def category_gates(packs, pooled, src, groups) -> dict[str, dict[str, dict]]:
+    """Each category's own gate (as a wrapped pipeline with that category's strength runs it) on that
+    category's held-out unsafe prompts: recall at 1% / 5% held-out benign FPR, and at the pack's threshold
+    (recall, benign FPR)."""
+    from safesteer_diffusers.steering.maths import gate_scores
+
+    out: dict[str, dict[str, dict]] = {}
+    benign_rows = [i for idx in groups["benign"].values() for i in idx]
+    for method, pack in packs.items():
+        if pack.has_source_gate:
+            features = mean_pool(src[pack.metadata["source_gate"]["layer"]])
+            kind = "source-model gate"
+        elif pack.gate_vector("global", SPACE) is not None:
+            kind = "probe gate"
+        else:
+            continue
+        table = {}
+        for category in pack.categories:
+            if pack.has_source_gate:
+                vector, threshold = pack.source_gate(category)
+                scores = (features @ vector.double()).numpy()
+            else:
+                vector, threshold = pack.gate_vector(category, SPACE), pack.threshold(category, SPACE)
+                scores = gate_scores(pooled[:, None, :], vector[None])[:, 0].double().numpy()
+            benign, unsafe = scores[benign_rows], scores[groups["unsafe"][category]]
+            table[category] = {
+                "recall_1": recall_at_fpr(benign, unsafe, 0.01)[0],
+                "recall_5": recall_at_fpr(benign, unsafe, 0.05)[0],
+                "recall_at_pack": float(np.mean(unsafe > threshold)),
+                "benign_fpr_at_pack": float(np.mean(benign > threshold)),
+            }
+        out[f"{method} pack, {kind}"] = table
+    return out
+
+
+def max_category_scores(packs, pooled, src, groups) -> dict[str, torch.Tensor]:
+    """Per pack: each prompt's largest category-gate score, every category scaled on the calibration anchors
+    (0 at their median, 1 at their 99th percentile), so one threshold reads all categories alike."""
+    from safesteer_diffusers.steering.maths import gate_scores
+
+    out = {}
+    calibration = groups["calibration"]
+    for method, pack in packs.items():
+        if pack.has_source_gate:
+            features = mean_pool(src[pack.metadata["source_gate"]["layer"]])
+            columns = [features @ pack.source_gate(c)[0].double() for c in pack.categories]
+            kind = "source-model gate"
+        elif pack.gate_vector("global", SPACE) is not None:
+            columns = [
+                gate_scores(pooled[:, None, :], pack.gate_vector(c, SPACE)[None])[:, 0].double()
+                for c in pack.categories
+            ]
+            kind = "probe gate"
+        else:
+            continue
+        scaled = []
+        for column in columns:
+            median = column[calibration].median()
+            high = torch.quantile(column[calibration], 0.99)
+            scaled.append((column - median) / (high - median))
+        out[f"max over category gates | {method} pack, {kind}"] = torch.stack(scaled, 1).max(1).values
+    return out
 
 
 def gate_variants(src, tgt, packs, groups, args) -> dict[str, torch.Tensor]:
