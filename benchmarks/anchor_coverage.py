@@ -54,7 +54,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import json
 import os
@@ -78,6 +77,7 @@ from safesteer_diffusers.build.alignment import fit_alignment  # noqa: E402
 from safesteer_diffusers.build.contrast import ContrastPrompts  # noqa: E402
 from safesteer_diffusers.build.directions import auroc, estimate_directions  # noqa: E402
 from safesteer_diffusers.build.feature_cache import FeatureCache, default_cache_dir, prompts_hash  # noqa: E402
+from safesteer_diffusers.build.model_loading import file_sha256  # noqa: E402
 from safesteer_diffusers.build.prompts.embedded import load_anchors, load_pairs  # noqa: E402
 from safesteer_diffusers.build.source_features import extract_features  # noqa: E402
 
@@ -171,17 +171,9 @@ def llm_universe(train, test, anchors) -> Universe:
 
 
 # ---------------------------------------------------------------------- features
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def encoder_features(name: str, folder: Path, prompts: list[str], cache: FeatureCache) -> torch.Tensor:
     """``[N, D]`` mean-pooled last-layer states (the sentence-transformers pooling), cached."""
-    weights = _sha256(folder / "model.safetensors")
+    weights = file_sha256(folder / "model.safetensors")
     if "mpnet" in name and weights != MPNET_SHA256:
         print(f"WARNING: {folder}/model.safetensors has SHA-256 {weights}, not the {MPNET_SHA256} measured")
     key = {"model": name, "weights_sha256": weights, "kind": "bench_anchor_coverage", "layer": -1,
@@ -204,7 +196,7 @@ def llm_features(universe: Universe, cache: FeatureCache) -> tuple[torch.Tensor,
     paths = {name: gguf_path(name) for name in ("smollm2", "gemma3")}
     if None in paths.values():
         return f"not installed: {[n for n, p in paths.items() if p is None]}"
-    source_sha, target_sha = _sha256(paths["smollm2"]), _sha256(paths["gemma3"])
+    source_sha, target_sha = file_sha256(paths["smollm2"]), file_sha256(paths["gemma3"])
     target_id = f"safesteer-local/sana-gemma3-{target_sha[:8]}-random-dit"
     keys = {
         "source": {"model": SMOLLM2_ID, "revision": f"sha256:{source_sha}", "kind": "gate_tokens",
@@ -243,7 +235,7 @@ def llm_more_sensitive(ids: list[int], anchors: list[str], cache: FeatureCache, 
     )
 
     prompts = [anchors[i] for i in ids]
-    source_sha, target_sha = _sha256(gguf_path("smollm2")), _sha256(gguf_path("gemma3"))
+    source_sha, target_sha = file_sha256(gguf_path("smollm2")), file_sha256(gguf_path("gemma3"))
     keys = {
         "source": {"model": SMOLLM2_ID, "revision": f"sha256:{source_sha}", "pooling": "mean",
                    "kind": "bench_anchor_coverage", "layer": LLM_LAYER, "prompts": prompts_hash(prompts)},

@@ -50,6 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_llm_transfer import build_packs, split_pairs  # noqa: E402
 
 from safesteer_diffusers.build.feature_cache import FeatureCache, default_cache_dir, prompts_hash  # noqa: E402
+from safesteer_diffusers.build.gate_probe import fit_logistic as fit_probe  # noqa: E402
+from safesteer_diffusers.build.gate_probe import fit_reverse_map  # noqa: E402
 from safesteer_diffusers.build.prompts.embedded import load_anchors, load_pairs  # noqa: E402
 from safesteer_diffusers.build.target_statistics import BenignPrompts  # noqa: E402
 from safesteer_diffusers.pipelines.encoding import encode_for_denoiser  # noqa: E402
@@ -203,46 +205,13 @@ def linear_scores(states, weight, bias=0.0, pooling="mean", skip_first=0, top_k=
     return torch.tensor(out, dtype=torch.float64)
 
 
-def fit_logistic(
-    positive: torch.Tensor, negative: torch.Tensor, l2: float = 1e-2
-) -> tuple[torch.Tensor, float]:
-    """L2-regularised logistic regression (balanced classes) on features standardised by the negatives.
-
-    Returns ``(weight, bias)`` in the raw feature space: score = x . weight + bias (log-odds of unsafe).
-    """
-    x = torch.cat([positive, negative]).double()
-    y = torch.cat([torch.ones(len(positive)), torch.zeros(len(negative))]).double()
-    mean, std = negative.double().mean(0), negative.double().std(0).clamp_min(1e-6)
-    z = (x - mean) / std
-    weights = torch.where(y > 0, 0.5 / len(positive), 0.5 / len(negative))
-    w = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
-    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        logits = z @ w + b
-        loss = (
-            weights * torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
-        ).sum()
-        loss = loss + 0.5 * l2 * (w * w).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    weight = (w / std).detach()
-    return weight, float(b.detach() - (mean * weight).sum())
+RESEARCH_L2 = 1e-2
+"""L2 penalty of this benchmark's own probe variants (the library's gates use gate_probe.PROBE_L2)."""
 
 
-def fit_ridge(x: torch.Tensor, y: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``y ~ x @ m + c`` by ridge on centred data (alpha relative to the mean eigenvalue)."""
-    x, y = x.double(), y.double()
-    mx, my = x.mean(0), y.mean(0)
-    xc, yc = x - mx, y - my
-    gram = xc.T @ xc
-    lam = alpha * gram.diagonal().mean()
-    m = torch.linalg.solve(gram + lam * torch.eye(gram.shape[0], dtype=gram.dtype), xc.T @ yc)
-    return m, my - mx @ m
+def fit_logistic(positive: torch.Tensor, negative: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """The library's classifier (build/gate_probe.py) at this benchmark's penalty."""
+    return fit_probe(positive, negative, RESEARCH_L2)
 
 
 # ---------------------------------------------------------------------- metrics
@@ -619,8 +588,10 @@ def gate_variants(src, tgt, packs, groups, args) -> dict[str, torch.Tensor]:
         src_pooled = mean_pool(src[layer])
         w_s, b_s = fit_logistic(src_pooled[pos], src_pooled[neg])
         # Carry the source probe to the target: a benign-only reverse map (target -> source) on the anchors.
-        m, c = fit_ridge(tgt_pooled[groups["calibration"]], src_pooled[groups["calibration"]], alpha=0.1)
-        w_t, b_t = m @ w_s, float(c @ w_s + b_s)
+        reverse = fit_reverse_map(
+            tgt_pooled[groups["calibration"]], src_pooled[groups["calibration"]], alpha=0.1
+        )
+        w_t, b_t = reverse @ w_s, b_s  # the map's offset only shifts every score alike: no effect on rankings
         for pooling in ("mean", "max"):
             name = f"target | source probe L{layer} carried by reverse ridge | {pooling}"
             if want(name):
