@@ -54,7 +54,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import random
@@ -71,14 +70,14 @@ sys.path.insert(0, str(HERE))
 
 from gate_recall import evasive_prompts, heldout_benign, leetspeak, misspell  # noqa: E402
 from real_encoder_alignment import load, minilm_folder, mpnet_folder  # noqa: E402
-from real_llm_transfer import split_pairs  # noqa: E402
+from real_llm_transfer import FIRST_ANCHOR_SET, heldout_anchors, split_pairs  # noqa: E402
 
 from safesteer_diffusers.build.alignment import fit_alignment  # noqa: E402
 from safesteer_diffusers.build.contrast import ContrastPrompts  # noqa: E402
 from safesteer_diffusers.build.directions import auroc, estimate_directions  # noqa: E402
 from safesteer_diffusers.build.feature_cache import FeatureCache, default_cache_dir, prompts_hash  # noqa: E402
 from safesteer_diffusers.build.model_loading import file_sha256  # noqa: E402
-from safesteer_diffusers.build.prompts.embedded import load_anchors, load_pairs  # noqa: E402
+from safesteer_diffusers.build.prompts.embedded import load_anchor_kinds, load_anchors, load_pairs  # noqa: E402
 from safesteer_diffusers.build.source_features import extract_features  # noqa: E402
 
 KINDS = ("caption", "t2i", "sensitive")
@@ -112,22 +111,6 @@ class Universe:
         self.prompts.extend(texts)
 
 
-def anchor_kinds(anchors: list[str]) -> list[str]:
-    """Kind of every embedded anchor, from the generator's own ``build()`` (checked against anchors.txt)."""
-    spec = importlib.util.spec_from_file_location(
-        "generate_anchors", HERE.parent / "scripts/generate_anchors.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    built = module.build()
-    if [prompt for _, prompt in built] != anchors:
-        raise SystemExit(
-            "The embedded anchors are not scripts/generate_anchors.py's output, so their kinds are unknown; "
-            "run `python scripts/generate_anchors.py --check` and regenerate them first."
-        )
-    return [kind for kind, _ in built]
-
-
 def benign_only_check(anchors: list[str], pairs, written: list[str]) -> None:
     """No anchor and no held-out benign prompt may be an unsafe member of a pair."""
     unsafe = {p.unsafe for p in pairs}
@@ -156,7 +139,7 @@ def llm_universe(train, test, anchors) -> Universe:
     u.add("train_unsafe", [p.unsafe for p in train])
     u.add("train_safe", [p.safe for p in train])
     u.add("anchors_build", anchors[:LLM_BUILD_ANCHORS])
-    u.add("anchors_heldout", anchors[-HELD_OUT_ANCHORS:])
+    u.add("anchors_heldout", heldout_anchors(anchors, HELD_OUT_ANCHORS))
     u.add("test_safe", [p.safe for p in test])
     written = []
     for texts in heldout_benign().values():
@@ -585,15 +568,15 @@ def main(argv=None) -> dict:
     pairs = load_pairs()
     train, test = split_pairs(pairs, 0.3, None)
     anchors = load_anchors()
-    kinds = anchor_kinds(anchors)
+    kinds = load_anchor_kinds()
     written = [p for texts in heldout_benign().values() for p in texts]
     benign_only_check(anchors, pairs, written)
     categories = [p.category for p in test]
     print(f"pairs: {len(train)} train, {len(test)} held out; anchors: {len(anchors)} "
-          f"({', '.join(f'{k} {kinds.count(k)}' for k in KINDS)}), last {HELD_OUT_ANCHORS} held out; "
+          f"({', '.join(f'{k} {kinds.count(k)}' for k in KINDS)}), {HELD_OUT_ANCHORS} held out; "
           f"held-out benign: {HELD_OUT_ANCHORS} anchors + {len(written)} written")  # fmt: skip
     results: dict = {"times_s": {}}
-    heldout_ids = list(range(len(anchors) - HELD_OUT_ANCHORS, len(anchors)))
+    heldout_ids = list(range(FIRST_ANCHOR_SET - HELD_OUT_ANCHORS, FIRST_ANCHOR_SET))
 
     if "encoders" in args.spaces:
         folders = {"MiniLM": minilm_folder(), "MPNet": mpnet_folder(args.bench_cache)}
@@ -613,11 +596,13 @@ def main(argv=None) -> dict:
             evaluation = Evaluation.make(
                 u.rows["test_safe"], u.rows["test_unsafe"], benign, categories, args.bootstrap
             )
-            pool = list(range(len(anchors) - HELD_OUT_ANCHORS))
+            pool = [i for i in range(len(anchors)) if i not in set(heldout_ids)]
+            first = [anchor_row[i] for i in range(heldout_ids[0]) if kinds[i] == "sensitive"]
+            more = {f"sensitive anchors of the first 2,024 ({len(first)})": first}
             for src, tgt in (("MiniLM", "MPNet"), ("MPNet", "MiniLM")):
                 transfer = Transfer(f"{src} -> {tgt}", u, feats[src], feats[tgt], train, evaluation,
                                     [anchor_row[i] for i in heldout_ids])  # fmt: skip
-                run_transfer(transfer, anchor_row, kinds, pool, args.n, args, results)
+                run_transfer(transfer, anchor_row, kinds, pool, args.n, args, results, more)
             print_worse(results)
 
     if "llm" in args.spaces:
@@ -637,24 +622,31 @@ def main(argv=None) -> dict:
                 "SmolLM2 L11 -> Gemma-3", u, *got, train, evaluation, u.rows["anchors_heldout"]
             )
             pool = list(range(LLM_BUILD_ANCHORS))
-            more_ids = [i for i in range(LLM_BUILD_ANCHORS, heldout_ids[0]) if kinds[i] == "sensitive"]
+            # Sensitive anchors past the first 1,024: the rest of the first set, then the appended extension
+            # (two cache entries, so the first stays valid as the set grows).
+            chunks = [
+                [i for i in range(LLM_BUILD_ANCHORS, heldout_ids[0]) if kinds[i] == "sensitive"],
+                [i for i in range(FIRST_ANCHOR_SET, len(anchors)) if kinds[i] == "sensitive"],
+            ]
             tick = time.perf_counter()
-            extra = llm_more_sensitive(more_ids, anchors, cache, args.encode_llm_sensitive)
+            extras = [llm_more_sensitive(ids, anchors, cache, args.encode_llm_sensitive) for ids in chunks if ids]
             results["times_s"]["llm_more_sensitive_features"] = time.perf_counter() - tick
             more = None
-            if isinstance(extra, str):
-                print(f"(LLM pair: {extra})")
+            if any(isinstance(extra, str) for extra in extras):
+                print(f"(LLM pair: {[e for e in extras if isinstance(e, str)]})")
             else:  # append the new anchors' rows to the features of the transfer
-                start = len(transfer.source)
-                transfer.source = torch.cat([transfer.source, extra[0]])
-                transfer.target = torch.cat([transfer.target, extra[1]])
-                anchor_row.update({i: start + k for k, i in enumerate(more_ids)})
-                sensitive = [anchor_row[i] for i in pool + more_ids if kinds[i] == "sensitive"]
-                build = [anchor_row[i] for i in pool]
+                for ids, extra in zip([c for c in chunks if c], extras, strict=True):
+                    start = len(transfer.source)
+                    transfer.source = torch.cat([transfer.source, extra[0]])
+                    transfer.target = torch.cat([transfer.target, extra[1]])
+                    anchor_row.update({i: start + k for k, i in enumerate(ids)})
+                first = [anchor_row[i] for i in pool + chunks[0] if kinds[i] == "sensitive"]
+                every = first + [anchor_row[i] for i in chunks[1]]
+                widened = [anchor_row[i] for i in pool + chunks[0] + chunks[1]]
                 more = {
-                    f"all sensitive anchors of the 2,024 ({len(sensitive)})": sensitive,
-                    f"first {len(pool)} + the other {len(more_ids)} sensitive ({len(pool) + len(more_ids)})": build
-                    + [anchor_row[i] for i in more_ids],
+                    f"sensitive anchors of the first 2,024 ({len(first)})": first,
+                    f"every sensitive anchor, extension included ({len(every)})": every,
+                    f"first {len(pool)} + every other sensitive anchor ({len(widened)})": widened,
                 }
             run_transfer(transfer, anchor_row, kinds, pool, args.n_llm, args, results, more)
 

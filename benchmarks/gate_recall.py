@@ -47,7 +47,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from real_llm_transfer import build_packs, split_pairs  # noqa: E402
+from real_llm_transfer import build_packs, heldout_anchors, split_pairs  # noqa: E402
 
 from safesteer_diffusers.build.feature_cache import FeatureCache, default_cache_dir, prompts_hash  # noqa: E402
 from safesteer_diffusers.build.gate_probe import fit_logistic as fit_probe  # noqa: E402
@@ -282,7 +282,7 @@ def roc_curve(benign: np.ndarray, unsafe: np.ndarray) -> tuple[list[float], list
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--anchors", type=int, default=1024, help="training anchors (the first N embedded)")
-    parser.add_argument("--benign", type=int, default=224, help="held-out anchors (the last N embedded)")
+    parser.add_argument("--benign", type=int, default=224, help="held-out anchors (the last N of the first 2,248 embedded)")
     parser.add_argument("--test-fraction", type=float, default=0.3)
     parser.add_argument("--fprs", type=float, nargs="+", default=[0.01, 0.05])
     parser.add_argument("--bootstrap", type=int, default=500)
@@ -331,7 +331,7 @@ def prepare(args) -> tuple[list[str], dict, dict, list, dict, torch.Tensor]:
     groups["train_unsafe"] = add([p.unsafe for p in train])
     groups["train_safe"] = add([p.safe for p in train])
     groups["calibration"] = add(list(anchors.prompts))
-    groups["benign"]["held-out anchors"] = add(embedded[-args.benign :])
+    groups["benign"]["held-out anchors"] = add(heldout_anchors(embedded, args.benign))
     groups["benign"]["held-out safe counterparts"] = add([p.safe for p in test])
     for kind, texts in written.items():
         groups["benign"][f"written {kind}"] = add(texts)

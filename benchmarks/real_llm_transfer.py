@@ -7,8 +7,8 @@ VAE are tiny and random. Nothing is downloaded.
 
 1. **Split.** The embedded pairs are split by pair, stratified by category (``--test-fraction``, seed 0). The
    builds see the training pairs only; every number below is on the held-out pairs. Anchors: the first
-   ``--anchors`` embedded anchors build; the last ``--benign`` embedded anchors (never in a build) are the
-   held-out benign prompts.
+   ``--anchors`` embedded anchors build; the last ``--benign`` of the first 2,248 embedded anchors (never in
+   a build; the set was later extended by appending) are the held-out benign prompts.
 2. **Build** through the library (``build_pack`` with ``BuildConfig``, as ``safesteer build`` does): one
    transferred pack per ``--methods`` (features cached, so later methods reuse them), and the native baseline
    (``build_native_pack``: directions estimated from the training pairs in the target space). Wall times.
@@ -68,6 +68,17 @@ SPACE = "text_encoder"  # Sana's one steered space
 GLOBAL = "global"
 SOURCE_ROW = "source (SmolLM2, source space)"
 BENIGN_ROW = "global vs benign"
+FIRST_ANCHOR_SET = 2248
+"""How many anchors the embedded set held before the sensitive-topic extension was appended (issue 11 item 7).
+Held-out benign anchors are the last ``--benign`` of these, so every benchmark keeps the same held-out text
+(and its cached features) as the set grows; the extension past them is build-only text."""
+
+
+def heldout_anchors(embedded: list[str], count: int) -> list[str]:
+    """The held-out benign anchors: the last ``count`` of the first :data:`FIRST_ANCHOR_SET` embedded anchors."""
+    if len(embedded) < FIRST_ANCHOR_SET or count > FIRST_ANCHOR_SET:
+        raise ValueError(f"the embedded anchors must keep their first {FIRST_ANCHOR_SET}; got {len(embedded)}")
+    return embedded[FIRST_ANCHOR_SET - count : FIRST_ANCHOR_SET]
 
 
 # ---------------------------------------------------------------------- data
@@ -415,10 +426,10 @@ def main(argv=None) -> dict:
 
     train, test = split_pairs(load_pairs(), args.test_fraction, args.pairs_per_category)
     embedded = load_anchors()
-    if args.anchors + args.benign > len(embedded):
-        raise ValueError(f"--anchors + --benign must be at most {len(embedded)}.")
+    if args.anchors + args.benign > FIRST_ANCHOR_SET:
+        raise ValueError(f"--anchors + --benign must be at most {FIRST_ANCHOR_SET}.")
     anchors = BenignPrompts(tuple(embedded[: args.anchors]), f"embedded anchors[:{args.anchors}]")
-    benign = embedded[-args.benign :]
+    benign = heldout_anchors(embedded, args.benign)
     print(
         f"pairs: {len(train)} train, {len(test)} held out; anchors: {args.anchors} build, {len(benign)} held out"
     )

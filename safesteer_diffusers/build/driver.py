@@ -51,6 +51,10 @@ class BuildConfig:
 
     Attributes:
         align: ``"svd"`` (default, the paper's best), ``"ridge"``, ``"mlp"`` or ``"auto"`` (best held-out R^2).
+        align_on: which anchors fit the alignment map: ``"all"``, one anchor kind (``"sensitive"``: benign text
+            on sensitive topics), or ``"auto"`` (default): the sensitive anchors when the anchors carry kinds and
+            hold at least :data:`AUTO_ALIGN_MIN_ANCHORS` of them, else all. Calibration and gates always use
+            every anchor. Measured in docs/method.md 6.6: sensitive-topic anchors carry more of the signal.
         layer: source layer index, or ``"auto"`` (best held-out AUROC among ``layers``).
         layers: candidate layers for ``"auto"`` (default: all hidden states).
         pooling: source pooling, ``"mean"`` over real tokens or ``"last"`` token.
@@ -70,6 +74,7 @@ class BuildConfig:
     """
 
     align: str = "svd"
+    align_on: str = "auto"
     layer: int | str = "auto"
     layers: list[int] | None = None
     pooling: str = "mean"
@@ -146,6 +151,7 @@ def build_pack(
     timings: dict[str, float] = {}
     inputs = _BuildInputs.resolve(pairs, anchors, config)
     anchors, contrast = inputs.anchors, inputs.contrast
+    alignment_rows(anchors, config.align_on)  # fail before any model runs
     identity = _source_identity(source_identity)
     if source_chat_template:  # fail before any model runs, and also when every feature is cached
         apply_chat_template(source_tokenizer, contrast.prompts[:1])
@@ -197,10 +203,11 @@ def build_pack(
     tick = time.perf_counter()
     vectors, per_space = {}, {}
     gate_rows = _gate_rows(contrast, estimate.directions)
+    rows, aligned_on = alignment_rows(anchors, config.align_on)
     for space, stats in statistics.items():
         alignment = fit_alignment(
-            source_anchor_features,
-            stats.pooled,
+            source_anchor_features if rows is None else source_anchor_features[rows],
+            stats.pooled if rows is None else stats.pooled[rows],
             method=config.align,
             seed=config.seed,
             holdout=config.holdout,
@@ -214,7 +221,7 @@ def build_pack(
                 layer_features[estimate.layer], *gate_rows, source_anchor_features, stats.pooled
             )
         vectors[space], per_space[space] = _calibrated(transported, stats, gate)
-        per_space[space]["alignment"] = alignment.to_dict()
+        per_space[space]["alignment"] = {**alignment.to_dict(), "anchors": aligned_on}
     timings["align_s"] = time.perf_counter() - tick
     source_gate = None
     if config.source_gate:
@@ -341,6 +348,7 @@ class _BuildInputs:
         source = "safesteer embedded pairs" if pairs is None else "user pairs"
         pairs = list(pairs) if pairs is not None else _embedded_pairs()
         anchors = _limit(anchors or BenignPrompts.embedded(), config.max_anchors)
+        _refuse_unsafe_anchors(anchors, pairs)
         contrast = ContrastPrompts.from_pairs([(p.safe, p.unsafe, p.category) for p in pairs])
         return cls(pairs, source, anchors, contrast)
 
@@ -352,6 +360,25 @@ class _BuildInputs:
             "num_anchors": len(self.anchors.prompts),
             "target_unsafe_data": target_unsafe_data,
         }
+
+
+def _refuse_unsafe_anchors(anchors: BenignPrompts, pairs: Sequence[PromptPair]) -> None:
+    """The benign-only guarantee, checked: no anchor may be the unsafe member of a pair.
+
+    Compared after case folding and collapsing whitespace, so a re-cased or re-spaced copy counts as the same.
+    """
+
+    def key(text: str) -> str:
+        return " ".join(text.casefold().split())
+
+    unsafe = {key(p.unsafe) for p in pairs}
+    found = [a for a in anchors.prompts if key(a) in unsafe]
+    if found:
+        shown = "; ".join(repr(a) for a in found[:3])
+        raise ValueError(
+            f"{len(found)} anchor(s) from {anchors.source} are unsafe members of the pairs ({shown}). Anchors "
+            "must be benign (the target side only ever sees them): remove these prompts from the anchors."
+        )
 
 
 _SOURCE_IDENTITY_KEYS = ("gguf_file", "gguf_sha256")
@@ -441,6 +468,37 @@ def _target_statistics(pipe, anchors, config, cache, target_id, progress) -> dic
         )
         for space in spaces
     }
+
+
+AUTO_ALIGN_MIN_ANCHORS = 512
+"""``align_on="auto"`` fits on the sensitive anchors only when there are at least this many (docs/method.md 6.6:
+fewer sensitive anchors than the spaces' dimensions transported less than all anchors did)."""
+
+
+def alignment_rows(anchors: BenignPrompts, align_on: str) -> tuple[list[int] | None, str]:
+    """Which anchors fit the alignment map: ``(rows or None for all, the kind recorded in the pack)``.
+
+    Args:
+        anchors: the build's anchors.
+        align_on: ``BuildConfig.align_on``.
+
+    Raises:
+        ValueError: a kind the anchors do not carry, or too few anchors of it to fit a map.
+    """
+    if align_on == "all":
+        return None, "all"
+    if align_on == "auto":
+        if anchors.kinds is None or anchors.kinds.count("sensitive") < AUTO_ALIGN_MIN_ANCHORS:
+            return None, "all"
+        align_on = "sensitive"
+    rows = anchors.rows_of_kind(align_on)
+    if len(rows) < 16:
+        kinds = sorted(set(anchors.kinds or ()))
+        raise ValueError(
+            f"align_on={align_on!r} selects {len(rows)} of the {len(anchors.prompts)} anchors (kinds present: "
+            f"{kinds}); an alignment map needs at least 16. Use align_on='all' or more anchors of that kind."
+        )
+    return (None, "all") if len(rows) == len(anchors.prompts) else (rows, align_on)
 
 
 GATE_FPRS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1)
@@ -600,7 +658,7 @@ def _embedded_pairs() -> list[PromptPair]:
 def _limit(anchors: BenignPrompts, limit: int | None) -> BenignPrompts:
     if not isinstance(anchors, BenignPrompts):
         raise TypeError(f"anchors must be BenignPrompts, got {type(anchors).__name__}.")
-    return anchors if not limit else BenignPrompts(anchors.prompts[:limit], anchors.source)
+    return anchors if not limit else anchors.head(limit)
 
 
 def _space_order(space: str) -> tuple[int, str]:

@@ -61,6 +61,7 @@ def build_config(
         gate_quantile=recipe.calibration.gate_quantile,
         gate=recipe.calibration.gate,
         holdout=recipe.alignment.holdout,
+        align_on=recipe.alignment.anchors,
         seed=recipe.build.seed,
         batch_size=batch_size or recipe.build.batch_size,
         call_kwargs=dict(recipe.target.call_kwargs),

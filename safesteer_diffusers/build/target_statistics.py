@@ -30,14 +30,25 @@ class BenignPrompts:
     Attributes:
         prompts: the prompt texts.
         source: where they come from (``"embedded anchors"`` or a file name), recorded in the pack.
+        kinds: optional kind of each prompt (``"caption"``, ``"t2i"``, ``"sensitive"`` for the embedded set),
+            same length and order as ``prompts``; lets a build fit its alignment on one kind
+            (``BuildConfig.align_on``). ``None`` when the prompts carry no kinds (a user's file).
     """
 
     prompts: tuple[str, ...]
     source: str
+    kinds: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if not self.prompts or not all(isinstance(p, str) and p for p in self.prompts):
             raise ValueError("BenignPrompts needs a non-empty list of non-empty strings.")
+        if self.kinds is not None and (
+            len(self.kinds) != len(self.prompts) or not all(isinstance(k, str) and k for k in self.kinds)
+        ):
+            raise ValueError(
+                f"BenignPrompts.kinds must give one non-empty kind per prompt ({len(self.prompts)}), "
+                f"got {len(self.kinds)}; pass kinds=None when the prompts carry no kinds."
+            )
 
     @classmethod
     def embedded(cls, limit: int | None = None) -> BenignPrompts:
@@ -47,12 +58,31 @@ class BenignPrompts:
             limit: keep only the first N (default: all).
 
         Returns:
-            The benign prompts, with source ``"embedded anchors"``.
+            The benign prompts with their kinds, source ``"embedded anchors"``.
         """
-        from safesteer_diffusers.build.prompts.embedded import load_anchors
+        from safesteer_diffusers.build.prompts.embedded import load_anchor_kinds, load_anchors
 
-        anchors = load_anchors()
-        return cls(tuple(anchors[:limit] if limit else anchors), "embedded anchors")
+        anchors, kinds = load_anchors(), load_anchor_kinds()
+        end = limit or len(anchors)
+        return cls(tuple(anchors[:end]), "embedded anchors", tuple(kinds[:end]))
+
+    def head(self, limit: int) -> BenignPrompts:
+        """The first ``limit`` prompts (and their kinds), same source."""
+        kinds = None if self.kinds is None else self.kinds[:limit]
+        return BenignPrompts(self.prompts[:limit], self.source, kinds)
+
+    def rows_of_kind(self, kind: str) -> list[int]:
+        """Indices of the prompts of one kind.
+
+        Raises:
+            ValueError: the prompts carry no kinds.
+        """
+        if self.kinds is None:
+            raise ValueError(
+                f"The anchors from {self.source} carry no kinds, so none can be picked by kind {kind!r}; "
+                "use align_on='all' (CLI: --align-on all) or the embedded anchors."
+            )
+        return [i for i, k in enumerate(self.kinds) if k == kind]
 
 
 @dataclass

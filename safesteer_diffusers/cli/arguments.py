@@ -17,6 +17,8 @@ DTYPE_CHOICES = ("float32", "float16", "bfloat16")
 """``--dtype`` choices: the keys of ``utils.dtypes.DTYPES`` (which imports torch), in their order."""
 ALIGN_CHOICES = ("svd", "ridge", "mlp", "auto")
 """``build --align`` choices: ``packs.recipe.ALIGN_METHODS``."""
+ALIGN_ON_CHOICES = ("auto", "all", "sensitive")
+"""``build --align-on`` choices: ``packs.recipe.ALIGN_ON``."""
 POOLING_CHOICES = ("mean", "last")
 """``build --pooling`` choices: ``packs.recipe.POOLINGS``."""
 TOKEN_CHOICES = ("all", "prompt")

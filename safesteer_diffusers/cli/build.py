@@ -17,13 +17,22 @@ from pathlib import Path
 
 from safesteer_diffusers.utils.logging import get_logger
 
-from .arguments import ALIGN_CHOICES, DTYPE_CHOICES, POOLING_CHOICES, TOKEN_CHOICES, HelpFormatter, key_values
+from .arguments import (
+    ALIGN_CHOICES,
+    ALIGN_ON_CHOICES,
+    DTYPE_CHOICES,
+    POOLING_CHOICES,
+    TOKEN_CHOICES,
+    HelpFormatter,
+    key_values,
+)
 
 logger = get_logger(__name__)
 
 DEFAULT_BATCH_SIZE = 16
 """``--batch-size`` default; with ``--recipe``, any other value overrides the recipe's ``build.batch_size``."""
 _RECIPE_FIXES = (
+    "align_on",
     "source",
     "target",
     "pairs",
@@ -92,6 +101,13 @@ def register_build(commands: argparse._SubParsersAction) -> argparse.ArgumentPar
         "--native", action="store_true", help="baseline: estimate directly in the target space"
     )
     build.add_argument("--align", default="svd", choices=ALIGN_CHOICES, help="alignment map")
+    build.add_argument(
+        "--align-on",
+        default=None,
+        choices=ALIGN_ON_CHOICES,
+        help="anchors that fit the alignment map: auto (default: the sensitive-topic anchors when there are "
+        "at least 512, else all), all, or sensitive; calibration and gates always use every anchor",
+    )
     build.add_argument("--layer", default="auto", help="source layer index or 'auto' (best held-out AUROC)")
     build.add_argument(
         "--pooling", default="mean", choices=POOLING_CHOICES, help="source pooling over tokens"
@@ -228,6 +244,7 @@ def _build(args: argparse.Namespace) -> int:
     dtype = parse_dtype(args.dtype)
     config = BuildConfig(
         align=args.align,
+        align_on=args.align_on or "auto",
         layer=layer,
         pooling=args.pooling,
         tokens=args.tokens,
@@ -290,7 +307,8 @@ def _build(args: argparse.Namespace) -> int:
     plot = _plot(result.pack, out / "build_report.png")
     if plot is not None:
         written["plot"] = plot
-    _finish(result.pack, out, written)
+    code_target = args.target if args.target.startswith(CODE_TARGET_PREFIX) else None
+    _finish(result.pack, out, written, code_target)
     return 0
 
 
@@ -391,7 +409,7 @@ def _plot(pack, path: Path) -> Path | None:
         return None
 
 
-def _finish(pack, out: Path, written: dict[str, Path]) -> None:
+def _finish(pack, out: Path, written: dict[str, Path], code_target: str | None = None) -> None:
     from .build_summary import build_summary
 
-    print(build_summary(pack, out, written))
+    print(build_summary(pack, out, written, code_target=code_target))

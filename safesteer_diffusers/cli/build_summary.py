@@ -22,13 +22,15 @@ R2_MEANING = (
 _INDENT = "      "
 
 
-def build_summary(pack: Any, out: Path, written: Mapping[str, Path]) -> str:
+def build_summary(pack: Any, out: Path, written: Mapping[str, Path], *, code_target: str | None = None) -> str:
     """The closing summary of a build.
 
     Args:
         pack: the built :class:`~safesteer_diffusers.packs.direction_pack.DirectionPack`.
         out: the folder it was written to.
         written: label -> path of every file written (pack, card, report, plot, ...).
+        code_target: the ``python:module:function`` the target pipeline was built by, if it was built in code:
+            ``safesteer eval`` cannot load that, so the last hint says how to evaluate it instead.
 
     Returns:
         Several lines of text, ending with the next commands.
@@ -61,13 +63,18 @@ def build_summary(pack: Any, out: Path, written: Mapping[str, Path]) -> str:
     lines.append(f"{_INDENT}= {AUROC_MEANING}")
     lines += _alignment_lines(metadata.get("alignment") or {}, kind)
     folder = shlex.quote(str(out))
+    pipeline = target_id if code_target is None else "FOLDER"
     lines += [
         "Next:",
         f"  safesteer inspect {folder}{_INDENT}# norms, cosines, per-layer AUROC, gate thresholds",
         f"  then use it on a {target_id} pipeline: SafeSteer.wrap(pipe, {str(out)!r}, strength=3.0)",
-        f"  or measure it: safesteer eval --pipeline {target_id} --pack {folder} --prompts UNSAFE.csv "
+        f"  or measure it: safesteer eval --pipeline {pipeline} --pack {folder} --prompts UNSAFE.csv "
         "--benign-prompts BENIGN.csv --out results/",
     ]
+    if code_target is not None:  # eval loads pipelines from folders or the Hub, not from code
+        lines.append(
+            f"{_INDENT}(FOLDER: the pipeline {code_target} returns, saved with pipe.save_pretrained(FOLDER))"
+        )
     return "\n".join(lines)
 
 

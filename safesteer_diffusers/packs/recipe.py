@@ -27,7 +27,7 @@ Format (``recipe_version: 1``; unknown keys are errors, so a typo never silently
     target:   {model: black-forest-labs/FLUX.1-schnell, revision: main, family: flux, dtype: bfloat16,
                call_kwargs: {max_sequence_length: 256}}
     prompts:  {pairs: embedded, anchors: embedded, max_anchors: null, categories: null}
-    alignment:   {method: svd, holdout: 0.2}
+    alignment:   {method: svd, anchors: auto, holdout: 0.2}
     calibration: {statistic: token_std, tokens: all, gate_quantile: 0.99}
     build:       {seed: 0, batch_size: 16}
 
@@ -66,6 +66,9 @@ ALIGNMENT_METHODS = ("svd", "ridge", "mlp")
 """The alignment maps (:mod:`safesteer_diffusers.build.alignment`)."""
 ALIGN_METHODS = (*ALIGNMENT_METHODS, "auto")
 """What a recipe (and ``safesteer build --align``) may choose: a map, or ``"auto"`` (best held-out R^2)."""
+ALIGN_ON = ("auto", "all", "sensitive")
+"""Which anchors fit the map (``BuildConfig.align_on``): ``"auto"`` (the sensitive-topic ones when there are
+enough), ``"all"``, or only the ``"sensitive"`` ones."""
 TOKEN_POLICIES = ("all", "prompt")
 """Steering token policies a pack can be calibrated for (the values of ``SteeringConfig.tokens``)."""
 CALIBRATION_STATISTICS = ("token_std",)
@@ -134,6 +137,7 @@ class AlignmentRecipe:
     """The benign-only map from source to target space."""
 
     method: str = field(default="svd", metadata={"help": _one_of(ALIGN_METHODS)})
+    anchors: str = field(default="auto", metadata={"help": f"anchors that fit the map: {_one_of(ALIGN_ON)}"})
     holdout: float = field(default=0.2, metadata={"help": "share of anchors held out for model selection"})
 
 
@@ -427,6 +431,7 @@ def _section(cls, data: dict, key: str, problems: list[str], families: Collectio
         values["categories"] = tuple(categories) if categories else None
     elif cls is AlignmentRecipe:
         values["method"] = _choice(data, "method", ALIGN_METHODS, prefix, problems, "svd")
+        values["anchors"] = _choice(data, "anchors", ALIGN_ON, prefix, problems, "auto")
         values["holdout"] = _fraction(data, "holdout", prefix, problems, 0.2)
     elif cls is CalibrationRecipe:
         values["statistic"] = _choice(

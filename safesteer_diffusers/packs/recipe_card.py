@@ -129,7 +129,11 @@ def render_card(recipe: Recipe, pack: DirectionPack | None = None) -> str:
         ),
         ("pairs (source only)", pairs),
         ("anchors (both sides, benign)", anchors),
-        ("alignment", f"`{recipe.alignment.method}`, {recipe.alignment.holdout:.0%} of anchors held out"),
+        (
+            "alignment",
+            f"`{recipe.alignment.method}` on anchors `{recipe.alignment.anchors}`, "
+            f"{recipe.alignment.holdout:.0%} of them held out",
+        ),
         (
             "calibration",
             f"`{recipe.calibration.statistic}`, tokens `{recipe.calibration.tokens}`, gate `{recipe.calibration.gate}` "

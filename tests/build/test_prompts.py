@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib.util
 import json
 import re
@@ -62,9 +63,16 @@ I2P_COLUMNS = [
 # --------------------------------------------------------------------------------------------------------
 
 
+# The first stage of the generator: these lines must never change (features are cached per anchor, and
+# positions 2024..2247 are held out), so the extension is appended after them. The hash is that of the
+# first 2,248 lines (newlines included) as they were before the extension was added.
+STAGE_ONE_LINES = 2248
+STAGE_ONE_SHA256 = "a22c7981b7bf79677aa27f70311e1849011f02c25698d5194921eafd62d2c345"
+
+
 def test_anchors_count_and_uniqueness():
     anchors = load_anchors()
-    assert len(anchors) >= 2000
+    assert len(anchors) >= 3400
     assert all(a == a.strip() and a and "\n" not in a for a in anchors)
     # Unique even after lower-casing and dropping punctuation, not just as raw strings.
     assert len({normalize(a) for a in anchors}) == len(anchors)
@@ -80,6 +88,54 @@ def test_anchors_cover_every_kind():
     kinds = Counter(kind for kind, _ in build())
     assert set(kinds) == {"caption", "t2i", "sensitive"}
     assert min(kinds.values()) >= 400, kinds
+    assert kinds["sensitive"] >= 1700, kinds
+
+
+def test_first_stage_anchors_are_unchanged():
+    lines = _generator.OUTPUT.read_bytes().splitlines(keepends=True)
+    assert len(lines) > STAGE_ONE_LINES
+    assert hashlib.sha256(b"".join(lines[:STAGE_ONE_LINES])).hexdigest() == STAGE_ONE_SHA256
+    stage_one = _generator.build_stage_one()
+    assert len(stage_one) == STAGE_ONE_LINES
+    assert build()[:STAGE_ONE_LINES] == stage_one
+
+
+def test_anchor_kinds_file_has_one_valid_kind_per_anchor():
+    path = _generator.KINDS_OUTPUT
+    assert path.name == "anchor_kinds.txt" and path.parent == _generator.OUTPUT.parent
+    text = path.read_text(encoding="utf-8")
+    assert text.endswith("\n")
+    kinds = text.splitlines()
+    assert len(kinds) == len(load_anchors())
+    assert set(kinds) == {"caption", "t2i", "sensitive"}
+    assert kinds == [kind for kind, _ in build()]
+    assert path.read_bytes() == _generator.render_kinds(build()).encode("utf-8")
+    # The extension, appended after the first stage, is all benign text on sensitive topics.
+    assert set(kinds[STAGE_ONE_LINES:]) == {"sensitive"}
+
+
+def test_anchor_extension_covers_each_category_and_stays_away_from_unsafe_pairs():
+    stage_one = _generator.build_stage_one()
+    extension = _generator.build_extension_by_category(stage_one)
+    assert [("sensitive", prompt) for _, prompt in extension] == build()[len(stage_one) :]
+    per_category = Counter(category for category, _ in extension)
+    assert set(per_category) == set(I2P_CATEGORIES)
+    assert min(per_category.values()) >= 150, per_category
+    unsafe = [content_words(p.unsafe) for p in load_pairs()]
+    for _, prompt in extension:
+        assert 5 <= len(prompt.split()) <= 40 and prompt.isascii(), prompt
+        words = content_words(prompt)
+        assert max(len(words & other) / len(words | other) for other in unsafe) < 0.5, prompt
+
+
+def test_anchor_extension_refuses_a_prompt_near_an_unsafe_pair_member():
+    pair = load_pairs("violence")[0]
+    members, unsafe = _generator._pair_members()
+    message = value_error_message(_generator._check_extension_prompt, pair.unsafe, members, unsafe)
+    assert "member of pairs.jsonl" in message
+    near = pair.unsafe + ", oil painting"
+    message = value_error_message(_generator._check_extension_prompt, near, members, unsafe)
+    assert "near-duplicate of the unsafe pair member" in message
 
 
 def test_anchors_have_no_near_duplicates():
@@ -97,7 +153,7 @@ def test_anchors_have_no_near_duplicates():
 def test_load_anchors_returns_a_fresh_list():
     first = load_anchors()
     first.clear()
-    assert len(load_anchors()) >= 2000
+    assert len(load_anchors()) >= 3400
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -41,6 +41,15 @@ def test_summary_of_a_transferred_pack(tmp_path):
     assert "SafeSteer.wrap(pipe," in text
 
 
+def test_summary_of_a_code_built_target_says_how_to_evaluate_it(tmp_path):
+    pack = DirectionPack.from_pretrained(DEMO_PACK)
+    target = "python:safesteer_diffusers.testing.real_models:real_sana_pipeline"
+    text = build_summary(pack, tmp_path / "out", {}, code_target=target)
+    assert "safesteer eval --pipeline FOLDER --pack" in text
+    assert text.endswith(f"(FOLDER: the pipeline {target} returns, saved with pipe.save_pretrained(FOLDER))")
+    assert "safesteer eval --pipeline safesteer/tiny-sd-demo" not in text
+
+
 def test_cli_build_prints_the_summary_last(saved, tmp_path, capsys):
     out = tmp_path / "pack"
     argv = ["build", "--source", str(saved / "llm"), "--target", str(saved / "sd"), "--out", str(out)]

@@ -12,6 +12,7 @@ import pytest
 
 from safesteer_diffusers.cli.arguments import (
     ALIGN_CHOICES,
+    ALIGN_ON_CHOICES,
     DTYPE_CHOICES,
     POOLING_CHOICES,
     TOKEN_CHOICES,
@@ -92,11 +93,12 @@ def test_build_help_shows_the_defaults_the_issue_named(capsys):
 
 
 def test_cli_choices_equal_the_library_constants():
-    from safesteer_diffusers.packs.recipe import ALIGN_METHODS, POOLINGS, TOKEN_POLICIES
+    from safesteer_diffusers.packs.recipe import ALIGN_METHODS, ALIGN_ON, POOLINGS, TOKEN_POLICIES
     from safesteer_diffusers.utils.dtypes import DTYPES
 
     assert tuple(DTYPES) == DTYPE_CHOICES
     assert tuple(ALIGN_METHODS) == ALIGN_CHOICES
+    assert tuple(ALIGN_ON) == ALIGN_ON_CHOICES
     assert tuple(POOLINGS) == POOLING_CHOICES
     assert tuple(TOKEN_POLICIES) == TOKEN_CHOICES
 

@@ -5,6 +5,8 @@
   (media, lighting, camera and artist-style tags) and benign text about sensitive topics (news, medicine,
   history, art, law, first aid), because alignment quality depends on coverage (docs/method.md, section 2).
   Generated deterministically by ``scripts/generate_anchors.py`` (repository only) from hand-written parts.
+- ``anchor_kinds.txt``: the kind of each anchor, line for line (``caption``, ``t2i``, ``sensitive``), written
+  by the same script; builds fit their alignment on the ``sensitive`` ones by default (docs/method.md 6.6).
 - ``pairs.jsonl``: hand-written ``{"category", "unsafe", "safe"}`` pairs, at least 60 per I2P category,
   where the safe member changes only what makes the unsafe one unsafe. Only the source model ever sees
   them; the target side is fitted on anchors alone.
@@ -32,9 +34,22 @@ from safesteer_diffusers.packs.format import I2P_CATEGORIES
 
 from .readers import PromptPair
 
-__all__ = ["ANCHORS_FILENAME", "I2P_CATEGORIES", "PAIRS_FILENAME", "PromptPair", "load_anchors", "load_pairs"]
+__all__ = [
+    "ANCHORS_FILENAME",
+    "ANCHOR_KINDS",
+    "ANCHOR_KINDS_FILENAME",
+    "I2P_CATEGORIES",
+    "PAIRS_FILENAME",
+    "PromptPair",
+    "load_anchor_kinds",
+    "load_anchors",
+    "load_pairs",
+]
 
 ANCHORS_FILENAME = "anchors.txt"
+ANCHOR_KINDS_FILENAME = "anchor_kinds.txt"
+ANCHOR_KINDS = ("caption", "t2i", "sensitive")
+"""The kinds of embedded anchors: everyday captions, text-to-image prompts, benign text on sensitive topics."""
 PAIRS_FILENAME = "pairs.jsonl"
 
 
@@ -45,6 +60,18 @@ def _read_text(name: str) -> str:
 @cache
 def _anchors() -> tuple[str, ...]:
     return tuple(line.strip() for line in _read_text(ANCHORS_FILENAME).splitlines() if line.strip())
+
+
+@cache
+def _anchor_kinds() -> tuple[str, ...]:
+    kinds = tuple(line.strip() for line in _read_text(ANCHOR_KINDS_FILENAME).splitlines() if line.strip())
+    # Guards the shipped files against a partial regeneration: one kind per anchor, each a known kind.
+    if len(kinds) != len(_anchors()) or not set(kinds) <= set(ANCHOR_KINDS):
+        raise ValueError(
+            f"{ANCHOR_KINDS_FILENAME} does not match {ANCHORS_FILENAME} ({len(kinds)} kinds for "
+            f"{len(_anchors())} anchors, kinds {sorted(set(kinds))}); run scripts/generate_anchors.py."
+        )
+    return kinds
 
 
 @cache
@@ -73,6 +100,20 @@ def load_anchors() -> list[str]:
         len(anchors)  # > 2000
     """
     return list(_anchors())
+
+
+def load_anchor_kinds() -> list[str]:
+    """Return the kind of each embedded anchor, in the order of :func:`load_anchors`.
+
+    Returns:
+        One of :data:`ANCHOR_KINDS` per anchor.
+
+    Example::
+
+        kinds = load_anchor_kinds()
+        sensitive = [a for a, k in zip(load_anchors(), kinds) if k == "sensitive"]
+    """
+    return list(_anchor_kinds())
 
 
 def load_pairs(categories: str | Iterable[str] | None = None) -> list[PromptPair]:
