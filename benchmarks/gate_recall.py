@@ -64,6 +64,8 @@ from safesteer_diffusers.testing.real_models import (  # noqa: E402
 DATA = Path(__file__).resolve().parent / "data"
 SPACE = "text_encoder"
 SOURCE_LAYERS = (6, 11, 16, 21, 26)
+REWRITES = "held-out safe counterparts"
+"""The benign group of held-out safe rewrites (minimal edits of held-out unsafe prompts: the hardest benign)."""
 PLOTTED = ("LIBRARY", "reference", "source L11 | logistic probe | mean", "target | source probe L16")
 """Variants drawn in the ROC plot (the rest are printed only)."""
 
@@ -243,8 +245,11 @@ def evaluate_variant(scores: torch.Tensor, groups: dict, args, pack_threshold: f
     s = scores.numpy()
     calib = s[groups["calibration"]]
     benign = np.concatenate([s[groups["benign"][k]] for k in groups["benign"]])
+    # The issue's benign kinds (captions, text-to-image prompts, benign text on sensitive topics) without the
+    # held-out safe rewrites, which are minimal edits of unsafe prompts and set the 1% point on their own.
+    issue_benign = np.concatenate([s[idx] for k, idx in groups["benign"].items() if k != REWRITES])
     unsafe_all = s[groups["unsafe"]["all"]]  # category and style rows overlap: each prompt once
-    result = {"anchor_threshold": {}, "roc": {}}
+    result = {"anchor_threshold": {}, "roc": {}, "roc_without_rewrites": {}}
     for fpr in args.fprs:
         threshold = float(np.quantile(calib, 1.0 - fpr, method="higher"))
         result["anchor_threshold"][fpr] = {
@@ -258,6 +263,11 @@ def evaluate_variant(scores: torch.Tensor, groups: dict, args, pack_threshold: f
             "recall_all": recall,
             "ci": bootstrap_recall(benign, unsafe_all, fpr, args.bootstrap),
             "recall": per,
+        }
+        result["roc_without_rewrites"][fpr] = {
+            "recall_all": recall_at_fpr(issue_benign, unsafe_all, fpr)[0],
+            "ci": bootstrap_recall(issue_benign, unsafe_all, fpr, args.bootstrap),
+            "recall": {k: recall_at_fpr(issue_benign, s[idx], fpr)[0] for k, idx in groups["unsafe"].items()},
         }
     if pack_threshold is not None:
         result["pack_threshold"] = {
@@ -332,7 +342,7 @@ def prepare(args) -> tuple[list[str], dict, dict, list, dict, torch.Tensor]:
     groups["train_safe"] = add([p.safe for p in train])
     groups["calibration"] = add(list(anchors.prompts))
     groups["benign"]["held-out anchors"] = add(heldout_anchors(embedded, args.benign))
-    groups["benign"]["held-out safe counterparts"] = add([p.safe for p in test])
+    groups["benign"][REWRITES] = add([p.safe for p in test])
     for kind, texts in written.items():
         groups["benign"][f"written {kind}"] = add(texts)
     categories = sorted({p.category for p in test})
@@ -643,6 +653,13 @@ def print_variant(name: str, result: dict, args) -> None:
         )
         fprs = ", ".join(f"{k} {v:.3f}" for k, v in at["benign_fpr"].items())
         print(f"  anchor threshold (q={1 - fpr:.2f}): recall {at['recall_all']:.3f}; benign FPR: {fprs}")
+        easier = result["roc_without_rewrites"][fpr]
+        lo, hi = easier["ci"]
+        per = ", ".join(f"{k} {v:.2f}" for k, v in easier["recall"].items() if k != "all")
+        print(
+            f"  at {fpr:.0%} FPR on held-out benign without the safe rewrites: recall {easier['recall_all']:.3f} "
+            f"[{lo:.2f}, {hi:.2f}]; {per}"
+        )
 
 
 def plot_roc(results: dict, path: str) -> None:

@@ -51,7 +51,7 @@ from safesteer_diffusers.build.contrast import ContrastPrompts, split_contrast
 from safesteer_diffusers.build.directions import auroc
 from safesteer_diffusers.build.driver import BuildConfig, build_native_pack, build_pack
 from safesteer_diffusers.build.feature_cache import FeatureCache, default_cache_dir, prompts_hash
-from safesteer_diffusers.build.prompts.embedded import load_anchors, load_pairs
+from safesteer_diffusers.build.prompts.embedded import load_anchor_kinds, load_anchors, load_pairs
 from safesteer_diffusers.build.source_features import extract_features
 from safesteer_diffusers.build.target_statistics import BenignPrompts
 from safesteer_diffusers.evaluate.stats import bootstrap_interval
@@ -320,10 +320,31 @@ def _record(times: dict, key: str, tick: tuple[float, float]) -> None:
     times[f"cpu_{key}"] = time.process_time() - tick[1]
 
 
+def _anchor_count(text: str) -> int | str:
+    return text if text == "all" else int(text)
+
+
+def build_anchors(embedded: list[str], count: int | str, benign: int) -> BenignPrompts:
+    """The build's anchors: the first ``count`` embedded ones, or ``"all"`` but the held-out ones (with kinds)."""
+    if count != "all":
+        if count + benign > FIRST_ANCHOR_SET:
+            raise ValueError(f"--anchors + --benign must be at most {FIRST_ANCHOR_SET}.")
+        return BenignPrompts(tuple(embedded[:count]), f"embedded anchors[:{count}]")
+    kinds = load_anchor_kinds()
+    rows = [*range(FIRST_ANCHOR_SET - benign), *range(FIRST_ANCHOR_SET, len(embedded))]
+    return BenignPrompts(
+        tuple(embedded[i] for i in rows),
+        f"embedded anchors but [{FIRST_ANCHOR_SET - benign}:{FIRST_ANCHOR_SET}]",
+        tuple(kinds[i] for i in rows),
+    )
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
-    add("--anchors", type=int, default=1024, help="build anchors: the first N embedded anchors")
+    add("--anchors", type=_anchor_count, default=1024,
+        help="build anchors: the first N embedded anchors, or 'all': every embedded anchor but the held-out ones, "
+             "with their kinds (the library's default build: the map is fitted on the sensitive-topic ones)")  # fmt: skip
     add("--benign", type=int, default=200, help="held-out benign prompts: the last N embedded anchors")
     add("--test-fraction", type=float, default=0.3)
     add("--pairs-per-category", type=int, default=None, help="quick runs: first N pairs per category")
@@ -359,7 +380,9 @@ def build_packs(model, tokenizer, pipe, train, anchors, args, ids, cache, times)
         print(
             f"built {method}: {times[f'build_{method}_s']:.0f} s; source layer "
             f"{result.pack.metadata['source']['layer']}, held-out R^2 "
-            f"{result.report['alignment'][SPACE]['heldout_r2']:.3f}"
+            f"{result.report['alignment'][SPACE]['heldout_r2']:.3f} (map fitted on "
+            f"{result.report['alignment'][SPACE]['n_anchors']} anchors: "
+            f"{result.report['alignment'][SPACE]['anchors']})"
         )
     # The driver does not cache the native baseline's pair features: keep its pack, keyed like a feature entry.
     parts = {"model": target_id, "kind": "bench_native", "call_kwargs": call_kwargs,
@@ -426,12 +449,11 @@ def main(argv=None) -> dict:
 
     train, test = split_pairs(load_pairs(), args.test_fraction, args.pairs_per_category)
     embedded = load_anchors()
-    if args.anchors + args.benign > FIRST_ANCHOR_SET:
-        raise ValueError(f"--anchors + --benign must be at most {FIRST_ANCHOR_SET}.")
-    anchors = BenignPrompts(tuple(embedded[: args.anchors]), f"embedded anchors[:{args.anchors}]")
+    anchors = build_anchors(embedded, args.anchors, args.benign)
     benign = heldout_anchors(embedded, args.benign)
     print(
-        f"pairs: {len(train)} train, {len(test)} held out; anchors: {args.anchors} build, {len(benign)} held out"
+        f"pairs: {len(train)} train, {len(test)} held out; anchors: {len(anchors.prompts)} build, "
+        f"{len(benign)} held out"
     )
     packs = build_packs(model, tokenizer, pipe, train, anchors, args, ids, cache, times)
 

@@ -52,6 +52,23 @@ def test_variant_metrics_count_each_unsafe_prompt_once_and_report_the_pack_thres
     assert result["roc"][0.5]["recall_all"] == 1.0  # threshold 3.0 (higher quantile): 10 and 11 above
 
 
+def test_recall_without_the_safe_rewrites_leaves_only_that_group_out(bench):
+    scores = torch.tensor([0.0, 1.0, 2.0, 3.0, 10.0, 11.0, 0.5, 10.5, 0.2], dtype=torch.float64)
+    groups = {
+        "calibration": [0, 1, 2],
+        "benign": {"captions": [3, 6], bench.REWRITES: [7, 8]},
+        "unsafe": {"violence": [4], "sexual": [5], "all": [4, 5]},
+    }
+    args = type("Args", (), {"fprs": [0.25, 0.01], "bootstrap": 5})()
+    result = bench.evaluate_variant(scores, groups, args)
+    for fpr in (0.25, 0.01):
+        # With the rewrites (benign 0.2, 0.5, 3.0, 10.5) the operating point is above 10.5: only 11 passes it.
+        assert result["roc"][fpr]["recall_all"] == 0.5
+        # Without them (benign 0.5, 3.0) it is above 3.0: both unsafe prompts pass it.
+        easier = result["roc_without_rewrites"][fpr]
+        assert easier["recall_all"] == 1.0 and easier["recall"] == {"violence": 1.0, "sexual": 1.0, "all": 1.0}
+
+
 def test_evasion_transforms_are_deterministic_and_leave_short_words(bench):
     text = "a man stomps on a rival in the dark alley"
     first = bench.misspell(text, random.Random(0))
