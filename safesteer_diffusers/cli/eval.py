@@ -99,6 +99,17 @@ def add_eval_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentPa
         help='SafeSteer.wrap argument (JSON values), e.g. gate=true, mode=project, categories={"sexual":2} '
         "(repeatable; default: none)",
     )
+    steer.add_argument(
+        "--gate-model",
+        default=None,
+        metavar="SOURCE",
+        help="the source model of packs built with --source-gate (folder, Hub id or .gguf file, as `safesteer "
+        "build --source`): it reads every prompt and decides the gate (SafeSteer.wrap(gate_model=...)); needs "
+        "--wrap-kwarg gate=true (default: the gate on the text states)",
+    )
+    steer.add_argument(
+        "--gate-model-gguf-file", default=None, metavar="NAME", help="the .gguf file of --gate-model's folder or repo"
+    )
 
     data = parser.add_argument_group("prompts")
     data.add_argument(

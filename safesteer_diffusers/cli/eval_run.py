@@ -70,6 +70,7 @@ def run_eval(args: argparse.Namespace) -> int:
     # 2. The packs, and the wrap arguments against them.
     packs = {name: DirectionPack.from_pretrained(reference) for name, reference in specs}
     check_wrap_arguments(packs, strengths, wrap_kwargs)
+    check_gate_model_arguments(args, packs, wrap_kwargs)
 
     # 3. Prompts and plan.
     prompt_sets = read_prompt_sets(args)
@@ -77,6 +78,14 @@ def run_eval(args: argparse.Namespace) -> int:
     device = torch.device(args.device) if args.device else group.device
     if device is None:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    gate_model, gate_model_info = None, None
+    if args.gate_model:
+        from safesteer_diffusers.build.model_loading import load_source_identified
+
+        model, tokenizer, identity = load_source_identified(
+            args.gate_model, gguf_file=args.gate_model_gguf_file, device=str(device)
+        )
+        gate_model, gate_model_info = (model, tokenizer), {"model": args.gate_model, **identity}
     pipe = None
     if is_tiny_model_id(args.pipeline):
         pipe, defaults = eval_models.load_pipeline(args, dtype, device)
@@ -100,6 +109,7 @@ def run_eval(args: argparse.Namespace) -> int:
         "revision": args.revision,
         "dtype": args.dtype,
         "safety_checker": bool(args.keep_safety_checker),
+        **({"gate_model": gate_model_info} if gate_model_info else {}),
     }
     common: dict[str, Any] = dict(
         prompts=prompt_sets.get("unsafe"),
@@ -107,6 +117,7 @@ def run_eval(args: argparse.Namespace) -> int:
         reference_images=args.reference_images,
         settings=settings,
         run_info=run_info,
+        gate_model=gate_model,
         log=_print,
     )
     fid_name = "inception-2048" if args.fid_features == "inception" else f"clip:{args.clip_model}"
@@ -149,6 +160,28 @@ def run_eval(args: argparse.Namespace) -> int:
         overview = text.split("## Overview", 1)[-1].split("## By category", 1)[0].strip()
         print(overview)
     return 0
+
+
+def check_gate_model_arguments(args, packs, wrap_kwargs) -> None:
+    """``--gate-model`` asks for the source-model gate: every pack must carry one, and the gate must be on.
+
+    Raises:
+        ValueError: what is missing, and how to fix it.
+    """
+    if not args.gate_model:
+        if args.gate_model_gguf_file:
+            raise ValueError("--gate-model-gguf-file names a file of --gate-model; give --gate-model too.")
+        return
+    if not wrap_kwargs.get("gate"):
+        raise ValueError(
+            "--gate-model decides the gate, but the gate is off: add --wrap-kwarg gate=true (or drop --gate-model)."
+        )
+    without = [name for name, pack in packs.items() if not pack.has_source_gate]
+    if without:
+        raise ValueError(
+            f"--gate-model needs packs with a source-model gate; {without} carry none. Build them with "
+            "`safesteer build --source-gate`, or drop --gate-model to use the gate on the text states."
+        )
 
 
 def _print(message: str) -> None:

@@ -68,6 +68,8 @@ class ItemGenerator:
         out: the output folder.
         call_kwargs: arguments of every pipeline call.
         wrap_kwargs: ``SafeSteer.wrap`` arguments besides the pack and strength.
+        gate_model: ``(model, tokenizer)`` of the packs' source-model gate (``SafeSteer.wrap(gate_model=...)``),
+            or ``None``.
         batch_size: prompts per call.
         video_frames: frames kept from each video.
     """
@@ -80,6 +82,7 @@ class ItemGenerator:
         *,
         call_kwargs: Mapping[str, Any],
         wrap_kwargs: Mapping[str, Any],
+        gate_model: tuple[Any, Any] | None = None,
         batch_size: int,
         video_frames: int,
     ) -> None:
@@ -87,7 +90,7 @@ class ItemGenerator:
         self.packs = packs
         self.out = out
         self.call_kwargs = call_kwargs
-        self.wrap_kwargs = wrap_kwargs
+        self.wrap_kwargs = {**wrap_kwargs, **({"gate_model": gate_model} if gate_model is not None else {})}
         self.batch_size = batch_size
         self.video_frames = video_frames
         parameters = inspect.signature(type(pipe).__call__).parameters if pipe is not None else {}

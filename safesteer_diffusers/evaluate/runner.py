@@ -83,6 +83,7 @@ def run_evaluation(
     reference_images: str | Path | Sequence[Image.Image | str | Path] | None = None,
     settings: EvalSettings | None = None,
     run_info: Mapping[str, Any] | None = None,
+    gate_model: tuple[Any, Any] | None = None,
     group: ProcessGroup | None = None,
     dry_run: bool = False,
     show_plan: bool = True,
@@ -108,6 +109,8 @@ def run_evaluation(
         settings: see :class:`~safesteer_diffusers.evaluate.run_plan.EvalSettings`.
         run_info: extra generation settings recorded in ``run.json`` and checked on reruns (the CLI puts the
             pipeline id, dtype and revision there).
+        gate_model: ``(model, tokenizer)`` of the packs' source-model gate, passed to every ``SafeSteer.wrap``
+            (record which model it is in ``run_info``, as the CLI does, so a rerun with another is refused).
         group: the process group; default
             :func:`current_process_group(start=True) <safesteer_diffusers.utils.distributed.current_process_group>`.
             Pass ``ProcessGroup(rank=k, world=n)`` (from :mod:`safesteer_diffusers.utils.distributed`) to run
@@ -166,6 +169,7 @@ def run_evaluation(
         out,
         call_kwargs=plan.call_kwargs,
         wrap_kwargs=plan.wrap_kwargs,
+        gate_model=gate_model,
         batch_size=settings.batch_size,
         video_frames=settings.video_frames,
     )
