@@ -47,7 +47,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from real_llm_transfer import build_packs, heldout_anchors, split_pairs  # noqa: E402
+from real_llm_transfer import _anchor_count, build_anchors, build_packs, heldout_anchors, split_pairs  # noqa: E402
 
 from safesteer_diffusers.build.feature_cache import FeatureCache, default_cache_dir, prompts_hash  # noqa: E402
 from safesteer_diffusers.build.gate_probe import fit_logistic as fit_probe  # noqa: E402
@@ -292,6 +292,11 @@ def roc_curve(benign: np.ndarray, unsafe: np.ndarray) -> tuple[list[float], list
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--anchors", type=int, default=1024, help="training anchors (the first N embedded)")
+    parser.add_argument(
+        "--pack-anchors", type=_anchor_count, default=None,
+        help="anchors the packs build on: the first N embedded, or 'all' but the held-out ones, with kinds (the "
+        "library's default build); default: --anchors. Research variants keep --anchors as their calibration set",
+    )  # fmt: skip
     parser.add_argument("--benign", type=int, default=224, help="held-out anchors (the last N of the first 2,248 embedded)")
     parser.add_argument("--test-fraction", type=float, default=0.3)
     parser.add_argument("--fprs", type=float, nargs="+", default=[0.01, 0.05])
@@ -380,6 +385,9 @@ def prepare(args) -> tuple[list[str], dict, dict, list, dict, torch.Tensor]:
     tick = time.perf_counter()
     tgt = target_token_states(pipe, prompts, call_kwargs, cache, target["target_id"], args.batch_size)
     print(f"target token states: {time.perf_counter() - tick:.0f} s", flush=True)
+    if args.pack_anchors is not None:
+        anchors = build_anchors(embedded, args.pack_anchors, args.benign)
+        print(f"packs build on {len(anchors.prompts)} anchors ({anchors.source})", flush=True)
     packs = build_packs(
         model, tokenizer, pipe, train, anchors,
         argparse.Namespace(methods=args.methods, batch_size=args.batch_size),

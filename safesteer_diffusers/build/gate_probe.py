@@ -30,6 +30,7 @@ import torch
 
 __all__ = [
     "CALIBRATION_FOLDS",
+    "HARD_NEGATIVE_SHARE",
     "PROBE_L2",
     "REVERSE_MAP_ALPHA",
     "carried_gate_vectors",
@@ -44,8 +45,26 @@ REVERSE_MAP_ALPHA = 0.1
 """Ridge penalty of the target -> source map, relative to the mean eigenvalue of the target Gram matrix."""
 
 
+HARD_NEGATIVE_SHARE = 0.25
+"""Share of the negative class's weight that the pairs' safe members (the hard negatives: minimal edits of
+unsafe prompts) carry in the gate classifiers; the anchors carry the rest. Without it their share fell with
+the anchor count (23.5% with 1,024 anchors, 9% with all 3,229), and with it the gates' rejection of safe
+rewrites (docs/method.md 6.5). 0.25 keeps the share of the 1,024-anchor builds first measured."""
+
+
+def negative_weights(hard: int, easy: int, share: float = HARD_NEGATIVE_SHARE) -> torch.Tensor:
+    """Per-row weights of ``hard`` hard negatives then ``easy`` other negatives: ``share`` of the total on the
+    first group, the rest on the second (each group uniform; all on one group when the other is empty)."""
+    if hard and easy:
+        return torch.cat([torch.full((hard,), share / hard), torch.full((easy,), (1 - share) / easy)]).double()
+    return torch.full((hard + easy,), 1.0 / max(hard + easy, 1), dtype=torch.float64)
+
+
 def fit_logistic(
-    positive: torch.Tensor, negative: torch.Tensor, l2: float = PROBE_L2
+    positive: torch.Tensor,
+    negative: torch.Tensor,
+    l2: float = PROBE_L2,
+    negative_weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, float]:
     """Balanced L2-regularised logistic regression, ``positive`` (label 1) against ``negative`` (label 0).
 
@@ -56,12 +75,14 @@ def fit_logistic(
         positive: ``[P, D]`` features of the positive class.
         negative: ``[N, D]`` features of the negative class.
         l2: penalty ``l2 / 2 * |w|^2`` on the standardised weights; each class weighs one half of the loss.
+        negative_weight: ``[N]`` relative weights of the negatives within their half (default: uniform), e.g.
+            :func:`negative_weights`.
 
     Returns:
         ``(weight [D] float64, bias)``: the log-odds of the positive class are ``x . weight + bias``.
 
     Raises:
-        ValueError: an empty class, mismatched widths or non-finite features.
+        ValueError: an empty class, mismatched widths, non-finite features or bad negative weights.
     """
     if positive.dim() != 2 or negative.dim() != 2 or positive.shape[1] != negative.shape[1]:
         raise ValueError(
@@ -77,6 +98,16 @@ def fit_logistic(
     mean, std = negative.double().mean(0), negative.double().std(0, correction=0).clamp_min(1e-6)
     z = (x - mean) / std
     row_weight = torch.where(y > 0, 0.5 / len(positive), 0.5 / len(negative))
+    if negative_weight is not None:
+        negative_weight = negative_weight.double().flatten()
+        if len(negative_weight) != len(negative) or not (
+            torch.isfinite(negative_weight).all() and (negative_weight >= 0).all() and negative_weight.sum() > 0
+        ):
+            raise ValueError(
+                f"fit_logistic: negative_weight must be {len(negative)} finite non-negative values with a positive "
+                f"sum, got {tuple(negative_weight.shape)}."
+            )
+        row_weight[len(positive) :] = 0.5 * negative_weight / negative_weight.sum()
     w = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
     b = torch.zeros((), dtype=torch.float64, requires_grad=True)
     optimiser = torch.optim.LBFGS(
@@ -167,11 +198,12 @@ def carried_gate_vectors(
 
     def fit(anchor_rows: torch.Tensor) -> dict[str, torch.Tensor]:
         negatives = torch.cat([benign, source_anchor_features[anchor_rows].double()])
+        weights = negative_weights(len(benign), len(anchor_rows))
         reverse = fit_reverse_map(
             target_anchor_features[anchor_rows], source_anchor_features[anchor_rows], alpha
         )
         return {
-            name: reverse @ fit_logistic(source_features[list(rows)].double(), negatives, l2)[0]
+            name: reverse @ fit_logistic(source_features[list(rows)].double(), negatives, l2, weights)[0]
             for name, rows in unsafe_rows.items()
         }
 
@@ -214,10 +246,14 @@ def source_gate_vectors(
     count = len(benign)
     if not 1 <= folds <= count // 2:
         raise ValueError(f"folds must be between 1 and half the benign prompts ({count // 2}), got {folds}.")
+    hard = torch.arange(count) < len(benign_rows)  # the pairs' safe members come first
 
     def fit(rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        # Hard negatives first, then anchors: the order negative_weights expects.
+        rows = torch.cat([rows[hard[rows]], rows[~hard[rows]]])
+        weights = negative_weights(int(hard[rows].sum()), int((~hard[rows]).sum()))
         return {
-            name: fit_logistic(source_features[list(positive)].double(), benign[rows], l2)[0]
+            name: fit_logistic(source_features[list(positive)].double(), benign[rows], l2, weights)[0]
             for name, positive in unsafe_rows.items()
         }
 

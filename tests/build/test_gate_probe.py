@@ -7,7 +7,12 @@ import torch
 
 from safesteer_diffusers import DirectionPack
 from safesteer_diffusers.build.driver import BuildConfig, build_pack
-from safesteer_diffusers.build.gate_probe import carried_gate_vectors, fit_logistic, fit_reverse_map
+from safesteer_diffusers.build.gate_probe import (
+    carried_gate_vectors,
+    fit_logistic,
+    fit_reverse_map,
+    negative_weights,
+)
 from safesteer_diffusers.build.prompts.embedded import load_anchors, load_pairs
 from safesteer_diffusers.build.source_features import extract_features
 from safesteer_diffusers.build.target_statistics import BenignPrompts, anchor_statistics
@@ -15,7 +20,7 @@ from safesteer_diffusers.testing import build, tiny_source
 from safesteer_diffusers.testing.tokenizers import chat_tokenizer
 
 
-def _objective_gradient(positive, negative, weight, bias, l2):
+def _objective_gradient(positive, negative, weight, bias, l2, negative_weight=None):
     """The gradient of fit_logistic's objective at (weight, bias), computed independently (closed form)."""
     x = torch.cat([positive, negative]).double()
     y = torch.cat([torch.ones(len(positive)), torch.zeros(len(negative))]).double()
@@ -25,6 +30,8 @@ def _objective_gradient(positive, negative, weight, bias, l2):
     b_std = bias + float(mean @ weight)
     p = torch.sigmoid(z @ w_std + b_std)
     row = torch.where(y > 0, 0.5 / len(positive), 0.5 / len(negative))
+    if negative_weight is not None:  # the negatives' half of the loss, split by their relative weights
+        row[len(positive) :] = 0.5 * negative_weight / negative_weight.sum()
     return z.T @ (row * (p - y)) + l2 * w_std, float((row * (p - y)).sum())
 
 
@@ -36,6 +43,33 @@ def test_logistic_fit_is_the_optimum_of_its_stated_objective():
         weight, bias = fit_logistic(positive, negative, l2)
         grad_w, grad_b = _objective_gradient(positive, negative, weight, bias, l2)
         assert float(grad_w.abs().max()) < 1e-6 and abs(grad_b) < 1e-6
+
+
+def test_weighted_logistic_fit_is_the_optimum_of_its_weighted_objective():
+    generator = torch.Generator().manual_seed(5)
+    positive = torch.randn(30, 4, generator=generator, dtype=torch.float64) + 0.8
+    negative = torch.randn(70, 4, generator=generator, dtype=torch.float64)
+    weights = negative_weights(10, 60, share=0.5)
+    weight, bias = fit_logistic(positive, negative, 0.1, weights)
+    grad_w, grad_b = _objective_gradient(positive, negative, weight, bias, 0.1, weights)
+    assert float(grad_w.abs().max()) < 1e-6 and abs(grad_b) < 1e-6
+    # Uniform weights (any scale) are the unweighted fit.
+    uniform = fit_logistic(positive, negative, 0.1, torch.full((70,), 3.0))
+    plain = fit_logistic(positive, negative, 0.1)
+    assert torch.allclose(uniform[0], plain[0], atol=1e-8) and uniform[1] == pytest.approx(plain[1], abs=1e-8)
+    for bad in (torch.ones(69), -torch.ones(70), torch.zeros(70), torch.full((70,), float("nan"))):
+        with pytest.raises(ValueError, match="negative_weight must be 70 finite non-negative"):
+            fit_logistic(positive, negative, 0.1, bad)
+
+
+def test_negative_weights_give_the_hard_negatives_their_share():
+    weights = negative_weights(4, 12, share=0.25)
+    assert torch.equal(weights[:4], torch.full((4,), 0.0625, dtype=torch.float64))
+    assert torch.allclose(weights[4:], torch.full((12,), 0.0625, dtype=torch.float64))
+    weights = negative_weights(2, 98, share=0.5)
+    assert float(weights[:2].sum()) == pytest.approx(0.5) and float(weights[2:].sum()) == pytest.approx(0.5)
+    assert torch.equal(negative_weights(0, 5), torch.full((5,), 0.2, dtype=torch.float64))
+    assert torch.equal(negative_weights(3, 0), torch.full((3,), 1 / 3, dtype=torch.float64))
 
 
 def test_logistic_fit_separates_separable_classes_and_refuses_bad_input():
@@ -80,7 +114,7 @@ def test_carried_vector_scores_like_the_source_probe_when_the_spaces_are_linearl
     assert set(vectors) == {"global", "violence"}
     negatives = torch.cat([pairs_source[:20], anchors_source])
     for name, rows in unsafe.items():
-        weight, _ = fit_logistic(pairs_source[rows], negatives)
+        weight, _ = fit_logistic(pairs_source[rows], negatives, negative_weight=negative_weights(20, 300))
         carried = (pairs_source @ mix) @ vectors[name].double()
         native = pairs_source @ weight
         # float32 storage of the carried vector: agreement to float32 precision, up to a constant.
@@ -170,3 +204,24 @@ def test_the_classic_gate_is_still_available_and_unknown_gates_are_refused(tiny_
     assert pack.has_gate
     with pytest.raises(ValueError, match="BuildConfig.gate must be one of"):
         run(gate="classifier")
+
+
+def test_source_gate_classifiers_weigh_the_safe_members_by_their_share_in_every_fold():
+    """source_gate_vectors = fit_logistic on (safe members, anchors) with negative_weights, on all rows and on
+    each fold's rows (hard negatives first whatever the fold's order)."""
+    from safesteer_diffusers.build.gate_probe import source_gate_vectors
+
+    generator = torch.Generator().manual_seed(7)
+    pairs = torch.randn(40, 5, generator=generator, dtype=torch.float64)
+    pairs[20:] += 1.5  # rows 20.. are unsafe
+    anchors = torch.randn(100, 5, generator=generator, dtype=torch.float64)
+    unsafe = {"global": list(range(20, 40))}
+    weights, scores = source_gate_vectors(pairs, unsafe, range(20), anchors, folds=4)
+    expected, _ = fit_logistic(pairs[20:], torch.cat([pairs[:20], anchors]), negative_weight=negative_weights(20, 100))
+    assert torch.allclose(weights["global"].double(), expected, atol=1e-5)
+    benign = torch.cat([pairs[:20], anchors])
+    held = torch.arange(120) % 4 == 1
+    kept = torch.nonzero(~held).squeeze(1)
+    hard = int((kept < 20).sum())
+    fold_weight, _ = fit_logistic(pairs[20:], benign[kept], negative_weight=negative_weights(hard, len(kept) - hard))
+    assert torch.allclose(scores[held, 0], benign[held] @ fold_weight.float().double(), atol=1e-5)
