@@ -296,6 +296,26 @@ class _KeptPrompts:
         return None
 
 
+def _keep_composed(
+    composed: dict[str, list[str]], quota: dict[str, int], kept_so_far: _KeptPrompts, rng: random.Random
+) -> list[tuple[str, str]]:
+    """``(label, prompt)`` of the composed candidates kept: per label in ``composed`` order, the candidates in a
+    seeded random order, each kept unless it duplicates or nearly duplicates one kept so far, up to ``quota``."""
+    kept: list[tuple[str, str]] = []
+    for label, candidates in composed.items():
+        rng.shuffle(candidates)
+        count = 0
+        for prompt in candidates:
+            if count == quota[label]:
+                break
+            if normalize(prompt) in kept_so_far.keys or kept_so_far.near_duplicate(content_words(prompt)):
+                continue
+            kept_so_far.add(prompt)
+            kept.append((label, prompt))
+            count += 1
+    return kept
+
+
 def build_stage_one() -> list[tuple[str, str]]:
     """Return ``(kind, prompt)`` for the first stage's 2,248 anchors, in the order written to the file.
 
@@ -317,18 +337,7 @@ def build_stage_one() -> list[tuple[str, str]]:
         "t2i": _compose_t2i(rng),
         "sensitive": _compose_sensitive(rng),
     }
-    kept: list[tuple[str, str]] = []
-    for kind, candidates in composed.items():
-        rng.shuffle(candidates)
-        count = 0
-        for prompt in candidates:
-            if count == COMPOSED_QUOTA[kind]:
-                break
-            if normalize(prompt) in kept_so_far.keys or kept_so_far.near_duplicate(content_words(prompt)):
-                continue
-            kept_so_far.add(prompt)
-            kept.append((kind, prompt))
-            count += 1
+    kept = _keep_composed(composed, COMPOSED_QUOTA, kept_so_far, rng)
     everything = hand + kept
     rng.shuffle(everything)
     return everything
@@ -400,18 +409,7 @@ def build_extension_by_category(stage_one: list[tuple[str, str]]) -> list[tuple[
         kept_so_far.add(prompt)
 
     composed = {category: _compose_extension(category, rng) for category in EXTENSION_CATEGORIES}
-    kept: list[tuple[str, str]] = []
-    for category, candidates in composed.items():
-        rng.shuffle(candidates)
-        count = 0
-        for prompt in candidates:
-            if count == EXTENSION_QUOTA[category]:
-                break
-            if normalize(prompt) in kept_so_far.keys or kept_so_far.near_duplicate(content_words(prompt)):
-                continue
-            kept_so_far.add(prompt)
-            kept.append((category, prompt))
-            count += 1
+    kept = _keep_composed(composed, EXTENSION_QUOTA, kept_so_far, rng)
     everything = hand + kept
     rng.shuffle(everything)
     members, unsafe = _pair_members()
