@@ -14,6 +14,7 @@ import torch
 from safesteer_diffusers.packs.direction_pack import DirectionPack
 from safesteer_diffusers.steering.conditioning import TextSteerer
 from safesteer_diffusers.steering.config import SteeringConfig
+from safesteer_diffusers.steering.plan import PROMPT_GATE_SPACE
 from safesteer_diffusers.steering.report import SteeringReport
 
 from .common import (
@@ -25,6 +26,7 @@ from .common import (
     gate_fpr_input,
     strength_inputs,
 )
+from .gate_model_nodes import GATE_MODEL_TYPE, GateModel
 from .pack_nodes import loaded_name
 from .report_format import gate_check_line, outcome_lines, pack_header
 
@@ -105,12 +107,41 @@ class SafeSteerConditioning:
                 "pack": (PACK_TYPE, {"tooltip": PACK_TOOLTIP + " Its width must fit the conditioning."}),
                 **strength_inputs(),
             },
-            "optional": gate_fpr_input(),
+            "optional": {
+                **gate_fpr_input(),
+                "gate_model": (
+                    GATE_MODEL_TYPE,
+                    {
+                        "tooltip": "With gate on: the pack's source model (Load SafeSteer Gate Model) decides "
+                        "from the prompt text instead of the gate on the text states; needs the prompt input "
+                        "and a pack built with --source-gate."
+                    },
+                ),
+                "prompt": (
+                    "STRING",
+                    {
+                        "forceInput": True,
+                        "tooltip": "The positive prompt's text, the same text the CONDITIONING was encoded "
+                        "from (wire one text node into both). Needed by gate_model; shown in the report.",
+                    },
+                ),
+            },
         }
 
-    def steer(self, conditioning, pack, strength, mode, gate, gate_fpr=PACK_DEFAULT_FPR, **categories):
+    def steer(
+        self,
+        conditioning,
+        pack,
+        strength,
+        mode,
+        gate,
+        gate_fpr=PACK_DEFAULT_FPR,
+        gate_model=None,
+        prompt=None,
+        **categories,
+    ):
         config = config_from_inputs(pack, strength, mode, gate, gate_fpr, **categories)
-        steerer = TextSteerer(pack, config)
+        steerer = TextSteerer(pack, config, prompt_gate=_source_gate(pack, config, gate_model))
         entries = list(_entries(conditioning))
         if not entries and not steerer.is_noop:
             raise ValueError(
@@ -119,8 +150,10 @@ class SafeSteerConditioning:
             )
         out = []
         for index, tensor, extras in entries:
+            # Every row of an entry comes from the one prompt; None (no text) makes a source gate refuse.
+            texts = [prompt if isinstance(prompt, str) and prompt.strip() else None] * int(tensor.shape[0])
             try:
-                steered, report = steerer(tensor)
+                steered, report = steerer(tensor, prompts=texts)
             except ValueError as error:
                 raise ValueError(f"CONDITIONING entry {index}: {error}") from error
             # A new list and dict: the input CONDITIONING (possibly cached by ComfyUI) is never modified.
@@ -128,6 +161,37 @@ class SafeSteerConditioning:
             record = AppliedSteering(report, steered, () if earlier is None else (*earlier.earlier, earlier))
             out.append([steered, {**extras, APPLIED_KEY: record}])
         return (out,)
+
+
+def _source_gated(record: AppliedSteering | None) -> bool:
+    """Whether a source-model gate decided the steering recorded in ``record``."""
+    return record is not None and any(
+        PROMPT_GATE_SPACE in decision.scores for row in record.report.prompts for decision in row.directions
+    )
+
+
+def _source_gate(pack, config, gate_model):
+    """The pack's source-model gate scored by ``gate_model``, or ``None`` when no gate model is connected.
+
+    Raises:
+        TypeError: ``gate_model`` is not a Load SafeSteer Gate Model output.
+        ValueError: gate is off (the model would decide nothing), or the pack has no source gate / the model
+            does not fit it (the library's message).
+    """
+    if gate_model is None:
+        return None
+    if not isinstance(gate_model, GateModel):
+        raise TypeError(
+            f"gate_model must come from Load SafeSteer Gate Model, got {type(gate_model).__name__}."
+        )
+    if not config.gate:
+        raise ValueError(
+            "SafeSteer Conditioning: gate_model is connected but gate is off, so it would decide nothing. Turn "
+            "gate on (the source model then decides which directions fire), or disconnect gate_model."
+        )
+    from safesteer_diffusers.pipelines.source_gate import SourceGate
+
+    return SourceGate(pack, gate_model.model, gate_model.tokenizer, fpr=config.gate_fpr)
 
 
 def _applied_lines(index: int, tensor, extras) -> list[str]:
@@ -202,6 +266,11 @@ def report_text(pack: DirectionPack, conditioning=None) -> str:
     if not gate:
         lines.append(
             "This pack has no gate thresholds: the scores are compared with nothing (gate=True is refused)."
+        )
+    if any(_source_gated(applied_record(tensor, extras)) for _, tensor, extras in entries):
+        lines.append(
+            "(The steering above was decided by the source model from the prompt text (gate_model); the check "
+            "below is the pack's gate on the text states, which decided nothing here.)"
         )
     for index, tensor, _ in entries:
         try:

@@ -13,6 +13,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 
 from safesteer_diffusers.packs.direction_pack import DirectionPack
 from safesteer_diffusers.packs.format import GLOBAL
+from safesteer_diffusers.steering.plan import PROMPT_GATE_SPACE
 from safesteer_diffusers.steering.report import OUTCOMES, DirectionDecision, PromptReport
 
 KIND_MEANINGS = {
@@ -89,11 +90,12 @@ def pack_header(pack: DirectionPack, name: str | None) -> list[str]:
 
 
 def outcome_lines(row: PromptReport, gate: bool, indent: str = "    ") -> list[str]:
-    """One line per requested direction of a row: the library's outcome, strength applied beside configured;
-    then the directions not requested, on one line."""
+    """One line per requested direction of a row: the library's outcome, strength applied beside configured
+    (and, when the source model's gate decided, its score against its threshold); then the directions not
+    requested, on one line."""
     lines = [
         f"{indent}{d.name:<17} {d.outcome(gate):<34} strength applied {d.strength:g} "
-        f"(configured {d.configured:g})"
+        f"(configured {d.configured:g})" + (f"; {d.score_text()}" if PROMPT_GATE_SPACE in d.scores else "")
         for d in row.directions
         if d.configured != 0
     ]

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -189,13 +190,24 @@ class TextSteerer:
         config: the steering config. ``layers``/``step_range`` are ignored here (a host schedules steps);
             ``tokens="prompt"`` needs a ``mask`` on every call.
         family: target family hint for :func:`layouts_for_tensor` (default: the pack's).
+        prompt_gate: a gate that decides from the prompt text (the pack's source-model gate,
+            :class:`~safesteer_diffusers.pipelines.source_gate.SourceGate`); with ``config.gate`` it replaces the
+            gate on the text states, and every call must bring ``prompts`` (a row without text raises
+            :class:`~safesteer_diffusers.steering.errors.SteeringNotApplied`).
 
     Example:
         >>> steerer = TextSteerer(pack, SteeringConfig(strength=1.0, categories={"sexual": 2.0}))
         >>> steered, report = steerer(cond, cond_rows=torch.tensor([True, False]))
     """
 
-    def __init__(self, pack: DirectionPack, config: SteeringConfig, *, family: str | None = None):
+    def __init__(
+        self,
+        pack: DirectionPack,
+        config: SteeringConfig,
+        *,
+        family: str | None = None,
+        prompt_gate: Any | None = None,
+    ):
         if not isinstance(pack, DirectionPack):
             raise TypeError(f"pack must be a DirectionPack, got {type(pack).__name__}.")
         if not isinstance(config, SteeringConfig):
@@ -203,11 +215,12 @@ class TextSteerer:
         self.pack = pack
         self.config = config
         self.family = family if family is not None else pack_family(pack)
+        self.prompt_gate = prompt_gate
         # Fails now, not mid-sampling, on unknown categories or a gate the pack cannot serve.
         validation = [SpaceLayout(space, dim) for space, dim in pack.spaces.items()]
         if config.spaces is not None:
             validation = [layout for layout in validation if layout.space in config.spaces]
-        self._reference = SteeringPlan(pack, validation, config)
+        self._reference = SteeringPlan(pack, validation, config, prompt_gate)
         self._plans: dict[tuple[SpaceLayout, ...], SteeringPlan] = {}
 
     @property
@@ -300,7 +313,7 @@ class TextSteerer:
         key = tuple(self.layouts(hidden))
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = SteeringPlan(self.pack, list(key), self.config)
+            plan = self._plans[key] = SteeringPlan(self.pack, list(key), self.config, self.prompt_gate)
         return plan
 
 

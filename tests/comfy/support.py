@@ -32,7 +32,13 @@ from safesteer_diffusers.packs.format import I2P_CATEGORIES
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO_ROOT / "examples" / "comfyui"
 NODE_FOLDER_NAME = "safesteer-diffusers"
-OUR_NODES = ("LoadSafeSteerPack", "SafeSteerModel", "SafeSteerConditioning", "SafeSteerReport")
+OUR_NODES = (
+    "LoadSafeSteerPack",
+    "SafeSteerModel",
+    "SafeSteerConditioning",
+    "SafeSteerReport",
+    "LoadSafeSteerGateModel",
+)
 CONTEXT_DIM = 32
 _STATE: dict[str, SimpleNamespace] = {}
 
@@ -261,7 +267,8 @@ def widget_inputs(node_class) -> list[str]:
     names = []
     for section in ("required", "optional"):
         for name, spec in types_.get(section, {}).items():
-            if isinstance(spec[0], list) or spec[0] in ("INT", "FLOAT", "STRING", "BOOLEAN"):
+            forced = len(spec) > 1 and isinstance(spec[1], dict) and spec[1].get("forceInput")
+            if not forced and (isinstance(spec[0], list) or spec[0] in ("INT", "FLOAT", "STRING", "BOOLEAN")):
                 names.append(name)
                 if name == "seed" or name == "noise_seed":
                     names.append("control_after_generate")
