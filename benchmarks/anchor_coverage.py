@@ -69,7 +69,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from gate_recall import evasive_prompts, heldout_benign, leetspeak, misspell  # noqa: E402
-from real_encoder_alignment import load, minilm_folder, mpnet_folder  # noqa: E402
+from real_encoder_alignment import MPNET_SHA256, load, minilm_folder, mpnet_folder  # noqa: E402
 from real_llm_transfer import FIRST_ANCHOR_SET, heldout_anchors, split_pairs  # noqa: E402
 
 from safesteer_diffusers.build.alignment import fit_alignment  # noqa: E402
@@ -87,8 +87,6 @@ LLM_BUILD_ANCHORS = 1024
 """The LLM pair's anchors: the first N embedded (the builds of real_llm_transfer.py / gate_recall.py)."""
 LLM_LAYER = 11
 """SmolLM2 layer every build of section 6.4 chose (``layer="auto"``)."""
-MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
-"""SHA-256 of the joined all-mpnet-base-v2 ``model.safetensors`` as installed for section 6.6."""
 METHODS = {
     "svd": {"method": "svd"},
     "ridge": {"method": "ridge"},

