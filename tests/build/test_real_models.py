@@ -162,3 +162,19 @@ def test_real_llm_transfer_benchmark_on_a_small_subset(tmp_path):
     gated = results["steering"]["gate on, strength 5"]
     assert all(row["untouched_rows_identical"] for row in gated.values())  # gated-out rows bit for bit
     assert (tmp_path / "r.json").is_file()
+
+
+def test_benchmark_builds_on_every_anchor_but_the_held_out_slice_with_kinds():
+    from safesteer_diffusers.build.prompts.embedded import load_anchor_kinds, load_anchors
+
+    benchmark = load_benchmark()
+    embedded, kinds = load_anchors(), load_anchor_kinds()
+    held = benchmark.heldout_anchors(embedded, 224)
+    assert held == embedded[2024:2248]
+    every = benchmark.build_anchors(embedded, "all", 224)
+    assert len(every.prompts) == len(embedded) - 224 and not set(every.prompts) & set(held)
+    assert every.kinds == tuple(kinds[:2024] + kinds[2248:])
+    first = benchmark.build_anchors(embedded, 40, 224)
+    assert first.prompts == tuple(embedded[:40]) and first.kinds is None
+    with pytest.raises(ValueError, match="at most 2248"):
+        benchmark.build_anchors(embedded, 2100, 224)
