@@ -108,7 +108,11 @@ def _alignment_lines(alignment: Mapping[str, Any], kind: str) -> list[str]:
         detail = ", ".join(
             [str(info.get("method", "?"))]
             + ([f"cosine {float(cosine):.3f}"] if cosine is not None else [])
-            + ([f"{info['n_anchors']} anchors"] if info.get("n_anchors") is not None else [])
+            + (
+                [f"{info['n_anchors']} {'' if info.get('anchors') in (None, 'all') else info['anchors'] + ' '}anchors"]
+                if info.get("n_anchors") is not None
+                else []
+            )
         )
         figure = f"{float(r2):.3f}" if r2 is not None else "?"
         parts.append(f"{space} {figure} ({detail})")

@@ -42,6 +42,7 @@ def inspect_text(pack: DirectionPack) -> str:
             lines.append(
                 f"  alignment: {alignment.get('method')} held-out R^2={alignment.get('heldout_r2')} "
                 f"cosine={alignment.get('heldout_cosine')} anchors={alignment.get('n_anchors')}"
+                + (f" ({alignment['anchors']})" if alignment.get("anchors") else "")
             )
         for name in pack.names:
             threshold = pack.threshold(name, space)
