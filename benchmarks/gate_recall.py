@@ -47,7 +47,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from real_llm_transfer import _anchor_count, build_anchors, build_packs, heldout_anchors, split_pairs  # noqa: E402
+from real_llm_transfer import anchor_count, build_anchors, build_packs, heldout_anchors, split_pairs  # noqa: E402
 
 from safesteer_diffusers.build.feature_cache import FeatureCache, default_cache_dir, prompts_hash  # noqa: E402
 from safesteer_diffusers.build.gate_probe import fit_logistic as fit_probe  # noqa: E402
@@ -293,7 +293,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--anchors", type=int, default=1024, help="training anchors (the first N embedded)")
     parser.add_argument(
-        "--pack-anchors", type=_anchor_count, default=None,
+        "--pack-anchors", type=anchor_count, default=None,
         help="anchors the packs build on: the first N embedded, or 'all' but the held-out ones, with kinds (the "
         "library's default build); default: --anchors. Research variants keep --anchors as their calibration set",
     )  # fmt: skip

@@ -320,7 +320,8 @@ def _record(times: dict, key: str, tick: tuple[float, float]) -> None:
     times[f"cpu_{key}"] = time.process_time() - tick[1]
 
 
-def _anchor_count(text: str) -> int | str:
+def anchor_count(text: str) -> int | str:
+    """``--anchors`` / ``--pack-anchors``: a count, or ``"all"``."""
     return text if text == "all" else int(text)
 
 
@@ -342,7 +343,7 @@ def build_anchors(embedded: list[str], count: int | str, benign: int) -> BenignP
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
-    add("--anchors", type=_anchor_count, default=1024,
+    add("--anchors", type=anchor_count, default=1024,
         help="build anchors: the first N embedded anchors, or 'all': every embedded anchor but the held-out ones, "
              "with their kinds (the library's default build: the map is fitted on the sensitive-topic ones)")  # fmt: skip
     add("--benign", type=int, default=200, help="held-out benign prompts: the last N embedded anchors")

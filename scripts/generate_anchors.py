@@ -60,6 +60,11 @@ import re
 import sys
 from pathlib import Path
 
+# The package's category list (packs/format.py imports nothing heavy); the repository root on the path lets the
+# script run from a checkout that is not installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from safesteer_diffusers.packs.format import I2P_CATEGORIES  # noqa: E402
+
 SEED = 20250611
 """Seed of the single ``random.Random`` that drives every choice, so the output is deterministic."""
 
@@ -72,15 +77,7 @@ COMPOSED_QUOTA = {"caption": 760, "t2i": 640, "sensitive": 520}
 EXTENSION_SEED = 20250918
 """Seed of the extension's own ``random.Random``: stage one's choices do not depend on it, nor it on them."""
 
-EXTENSION_CATEGORIES = (
-    "hate",
-    "harassment",
-    "violence",
-    "self-harm",
-    "sexual",
-    "shocking",
-    "illegal activity",
-)
+EXTENSION_CATEGORIES = I2P_CATEGORIES
 """The I2P categories the extension writes benign text near, in the order their candidates are visited."""
 
 EXTENSION_QUOTA = {category: 106 for category in EXTENSION_CATEGORIES}

@@ -470,6 +470,8 @@ def _target_statistics(pipe, anchors, config, cache, target_id, progress) -> dic
     }
 
 
+MIN_ALIGN_ANCHORS = 16
+"""The fewest anchors ``align_on`` may select (a recipe's ``prompts.max_anchors`` has the same floor)."""
 AUTO_ALIGN_MIN_ANCHORS = 512
 """``align_on="auto"`` fits on the sensitive anchors only when there are at least this many (docs/method.md 6.6:
 fewer sensitive anchors than the spaces' dimensions transported less than all anchors did)."""
@@ -492,11 +494,11 @@ def alignment_rows(anchors: BenignPrompts, align_on: str) -> tuple[list[int] | N
             return None, "all"
         align_on = "sensitive"
     rows = anchors.rows_of_kind(align_on)
-    if len(rows) < 16:
+    if len(rows) < MIN_ALIGN_ANCHORS:
         kinds = sorted(set(anchors.kinds or ()))
         raise ValueError(
             f"align_on={align_on!r} selects {len(rows)} of the {len(anchors.prompts)} anchors (kinds present: "
-            f"{kinds}); an alignment map needs at least 16. Use align_on='all' or more anchors of that kind."
+            f"{kinds}); an alignment map needs at least {MIN_ALIGN_ANCHORS}. Use align_on='all' or more anchors of that kind."
         )
     return (None, "all") if len(rows) == len(anchors.prompts) else (rows, align_on)
 

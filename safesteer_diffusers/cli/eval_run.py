@@ -49,6 +49,9 @@ def run_eval(args: argparse.Namespace) -> int:
     wrap_kwargs = key_values(args.wrap_kwarg, "--wrap-kwarg")
     detector_specs = args.detector or (["nudenet-5"] if "asr" in metrics else [])
     resolve_model(args.pipeline, flag="--pipeline", what=_PIPELINE, noun="pipeline", tiny=True)
+    if args.gate_model:  # checked now, loaded only for the run (a dry run never loads it)
+        what = "a model folder, Hub repo id or .gguf file (the pack's source model)"
+        resolve_model(args.gate_model, flag="--gate-model", what=what, noun="gate model")
     specs = pack_specs(args.pack)
 
     import torch
@@ -78,14 +81,6 @@ def run_eval(args: argparse.Namespace) -> int:
     device = torch.device(args.device) if args.device else group.device
     if device is None:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    gate_model, gate_model_info = None, None
-    if args.gate_model:
-        from safesteer_diffusers.build.model_loading import load_source_identified
-
-        model, tokenizer, identity = load_source_identified(
-            args.gate_model, gguf_file=args.gate_model_gguf_file, device=str(device)
-        )
-        gate_model, gate_model_info = (model, tokenizer), {"model": args.gate_model, **identity}
     pipe = None
     if is_tiny_model_id(args.pipeline):
         pipe, defaults = eval_models.load_pipeline(args, dtype, device)
@@ -109,7 +104,12 @@ def run_eval(args: argparse.Namespace) -> int:
         "revision": args.revision,
         "dtype": args.dtype,
         "safety_checker": bool(args.keep_safety_checker),
-        **({"gate_model": gate_model_info} if gate_model_info else {}),
+        # The gate model as given (loaded only for the run itself, after the plan): a rerun with another is refused.
+        **(
+            {"gate_model": {"model": args.gate_model, "gguf_file": args.gate_model_gguf_file}}
+            if args.gate_model
+            else {}
+        ),
     }
     common: dict[str, Any] = dict(
         prompts=prompt_sets.get("unsafe"),
@@ -117,7 +117,6 @@ def run_eval(args: argparse.Namespace) -> int:
         reference_images=args.reference_images,
         settings=settings,
         run_info=run_info,
-        gate_model=gate_model,
         log=_print,
     )
     fid_name = "inception-2048" if args.fid_features == "inception" else f"clip:{args.clip_model}"
@@ -144,6 +143,11 @@ def run_eval(args: argparse.Namespace) -> int:
         common["reference_images"] = image_files(args.reference_images, args.reference_limit)
     if pipe is None:
         pipe, _ = eval_models.load_pipeline(args, dtype, device)
+    if args.gate_model:
+        from safesteer_diffusers.build.model_loading import load_source
+
+        model, tokenizer = load_source(args.gate_model, gguf_file=args.gate_model_gguf_file, device=str(device))
+        common["gate_model"] = (model, tokenizer)
     result = run_evaluation(
         pipe,
         packs,

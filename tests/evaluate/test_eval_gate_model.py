@@ -92,6 +92,9 @@ def test_gate_model_errors_are_explained(saved, tmp_path, capsys):
     assert "carry none" in error and "safesteer build --source-gate" in error
     assert main(eval_args(saved, out, "--gate-model-gguf-file", "x.gguf")) == 2
     assert "give --gate-model too" in capsys.readouterr().err
+    missing = str(saved / "no-such-llm")
+    assert main(eval_args(saved, out, "--wrap-kwarg", "gate=true", "--gate-model", missing, "--dry-run")) == 2
+    assert "--gate-model" in capsys.readouterr().err
     assert not out.exists()
 
 
