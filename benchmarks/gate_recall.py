@@ -401,6 +401,13 @@ def prepare(args) -> tuple[list[str], dict, dict, list, dict, torch.Tensor]:
         source_id=source["model_id"], source_revision=f"sha256:{source['sha256']}", target_id=target["target_id"],
         cache=cache, progress=False,
     ).pack  # fmt: skip
+    packs["transferred svd, source gate read as written"] = build_pack(
+        model, tokenizer, pipe, pairs=train, anchors=anchors,
+        config=BuildConfig(align="svd", source_gate=True, source_gate_framing="plain", call_kwargs=call_kwargs,
+                           batch_size=args.batch_size),
+        source_id=source["model_id"], source_revision=f"sha256:{source['sha256']}", target_id=target["target_id"],
+        cache=cache, progress=False,
+    ).pack  # fmt: skip
     packs["transferred svd, classic gate"] = build_pack(
         model, tokenizer, pipe, pairs=train, anchors=anchors,
         config=BuildConfig(align="svd", gate="direction", call_kwargs=call_kwargs, batch_size=args.batch_size),
@@ -422,6 +429,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     prompts, groups, src, tgt, packs, lib = prepare(args)
+    _SOURCE_GATE_FEATURES["prompts"] = prompts  # what source_gate_features reads as chat turns
     variants, thresholds, rates = library_gates(packs, lib, src)
     variants.update(gate_variants(src, tgt, packs, groups, args))
     results = {}
@@ -492,6 +500,34 @@ def library_pooled(pipe, prompts, call_kwargs, cache, target_id, batch_size) -> 
     return cache.get_or_compute(key, compute)["pooled"]
 
 
+_SOURCE_GATE_FEATURES: dict = {}
+
+
+def source_gate_features(pack, src: dict, prompts: list[str] | None = None) -> torch.Tensor:
+    """``[N, D]``: every prompt's source features as the pack's source gate reads them at inference
+    (``SourceGate``: its layer, mean pooling, and chat turns when the pack says so). As written, these are the
+    cached token states' means; as chat turns, the source model reads the prompts again (cached)."""
+    info = pack.metadata["source_gate"]
+    if info["pooling"] != "mean":
+        raise SystemExit(f"this benchmark reads mean-pooled source gates, not {info['pooling']!r}")
+    if not info["chat_template"]:
+        return mean_pool(src[info["layer"]])
+    prompts = prompts if prompts is not None else _SOURCE_GATE_FEATURES["prompts"]
+    key = (int(info["layer"]), prompts_hash(prompts))
+    if key not in _SOURCE_GATE_FEATURES:
+        from safesteer_diffusers.build.source_features import extract_features
+
+        model, tokenizer, source = load_real_model("smollm2")
+        cache_key = {"model": source["model_id"], "revision": f"sha256:{source['sha256']}", "pooling": "mean",
+                     "chat_template": True, "kind": "gate_benchmark_source_gate", "layer": key[0],
+                     "prompts": key[1]}  # fmt: skip
+        _SOURCE_GATE_FEATURES[key] = FeatureCache(default_cache_dir()).get_or_compute(
+            cache_key,
+            lambda: {"features": extract_features(model, tokenizer, prompts, key[0], chat_template=True)},
+        )["features"].double()
+    return _SOURCE_GATE_FEATURES[key]
+
+
 def library_gates(packs, pooled, src) -> tuple[dict[str, torch.Tensor], dict[str, float], dict[str, dict]]:
     """The gates a wrapped pipeline runs: each pack's ``gate_scores`` on the pooled states, and its threshold;
     for a pack with a source gate, that gate on the source features (mean over real tokens at its layer, as
@@ -504,7 +540,7 @@ def library_gates(packs, pooled, src) -> tuple[dict[str, torch.Tensor], dict[str
         if pack.has_source_gate:
             vector, threshold = pack.source_gate("global")
             name = f"LIBRARY | {method} pack, source-model gate (gate_model=)"
-            scores[name] = mean_pool(src[pack.metadata["source_gate"]["layer"]]) @ vector.double()
+            scores[name] = source_gate_features(pack, src) @ vector.double()
             thresholds[name] = threshold
             rates[name] = {fpr: pack.source_gate("global", fpr)[1] for fpr in pack.gate_fprs}
             continue
@@ -529,7 +565,7 @@ def category_gates(packs, pooled, src, groups) -> dict[str, dict[str, dict]]:
     benign_rows = [i for idx in groups["benign"].values() for i in idx]
     for method, pack in packs.items():
         if pack.has_source_gate:
-            features = mean_pool(src[pack.metadata["source_gate"]["layer"]])
+            features = source_gate_features(pack, src)
             kind = "source-model gate"
         elif pack.gate_vector("global", SPACE) is not None:
             kind = "probe gate"
@@ -563,7 +599,7 @@ def max_category_scores(packs, pooled, src, groups) -> dict[str, torch.Tensor]:
     calibration = groups["calibration"]
     for method, pack in packs.items():
         if pack.has_source_gate:
-            features = mean_pool(src[pack.metadata["source_gate"]["layer"]])
+            features = source_gate_features(pack, src)
             columns = [features @ pack.source_gate(c)[0].double() for c in pack.categories]
             kind = "source-model gate"
         elif pack.gate_vector("global", SPACE) is not None:

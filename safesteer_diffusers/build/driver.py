@@ -44,6 +44,9 @@ from .gate_probe import carried_gate_vectors, source_gate_vectors
 from .source_features import apply_chat_template, extract_all_layers, extract_features
 from .target_statistics import BenignPrompts, SpaceStatistics, anchor_statistics
 
+SOURCE_GATE_FRAMINGS = ("auto", "chat", "plain")
+"""Values of :attr:`BuildConfig.source_gate_framing`."""
+
 
 @dataclass
 class BuildConfig:
@@ -66,6 +69,11 @@ class BuildConfig:
         source_gate: also store a gate scored in the source model at inference (``SafeSteer.wrap(...,
             gate=True, gate_model=(model, tokenizer))``): the strongest gate measured (docs/method.md 6.5), at
             the cost of running the source model on every prompt.
+        source_gate_framing: how the source gate's model reads a prompt: ``"chat"`` (as one user turn of the
+            source tokenizer's chat template, generation prompt included), ``"plain"`` (as written), or
+            ``"auto"`` (default): ``"chat"`` when the source tokenizer has a chat template, else ``"plain"``.
+            Independent of how the directions read the pairs (``source_chat_template``). Measured on SmolLM2-135M:
+            chat turns lift the gate's recall at 1% benign FPR from 0.87 to 0.96 (docs/method.md 6.5.2).
         holdout: share of anchors / pairs held out for model selection.
         seed: seed of every split and fit.
         batch_size: prompts per forward pass.
@@ -82,6 +90,7 @@ class BuildConfig:
     gate: str = "probe"
     gate_quantile: float = 0.99
     source_gate: bool = False
+    source_gate_framing: str = "auto"
     holdout: float = 0.2
     seed: int = 0
     batch_size: int = 16
@@ -155,6 +164,7 @@ def build_pack(
     identity = _source_identity(source_identity)
     if source_chat_template:  # fail before any model runs, and also when every feature is cached
         apply_chat_template(source_tokenizer, contrast.prompts[:1])
+    gate_chat_template = _source_gate_chat_template(config, source_tokenizer)
     source = source_key(
         source_id or type(source_model).__name__,
         source_revision,
@@ -226,9 +236,13 @@ def build_pack(
     source_gate = None
     if config.source_gate:
         tick = time.perf_counter()
-        weights, benign_scores = source_gate_vectors(
-            layer_features[estimate.layer], *gate_rows, source_anchor_features
-        )
+        gate_features, gate_anchor_features = layer_features[estimate.layer], source_anchor_features
+        if gate_chat_template != source_chat_template:  # the gate reads prompts its own way
+            gate_features, gate_anchor_features = _source_gate_features(
+                source_model, source_tokenizer, contrast, anchors, estimate.layer, config, cache, source,
+                progress, gate_chat_template,
+            )  # fmt: skip
+        weights, benign_scores = source_gate_vectors(gate_features, *gate_rows, gate_anchor_features)
         quantiles = torch.quantile(benign_scores, config.gate_quantile, dim=0).tolist()
         source_gate = {
             "vectors": weights,
@@ -236,7 +250,7 @@ def build_pack(
             "info": {
                 "layer": int(estimate.layer),
                 "pooling": config.pooling,
-                "chat_template": bool(source_chat_template),
+                "chat_template": bool(gate_chat_template),
                 "dim": int(next(iter(weights.values())).shape[0]),
                 "quantile": config.gate_quantile,
                 "fpr_thresholds": _fpr_thresholds(benign_scores, list(weights)),
@@ -394,6 +408,55 @@ def _source_identity(identity: Mapping[str, str] | None) -> dict[str, str]:
             "load_source_identified returns, less 'revision', which is source_revision)."
         )
     return identity
+
+
+def _source_gate_chat_template(config: BuildConfig, tokenizer: Any) -> bool:
+    """Whether the source gate reads prompts as chat turns (:attr:`BuildConfig.source_gate_framing`); checked
+    before any model runs."""
+    framing = config.source_gate_framing
+    if framing not in SOURCE_GATE_FRAMINGS:
+        raise ValueError(
+            f"BuildConfig.source_gate_framing must be one of {SOURCE_GATE_FRAMINGS}, got {framing!r}."
+        )
+    if not config.source_gate:
+        if framing != "auto":
+            raise ValueError(
+                f"BuildConfig.source_gate_framing={framing!r} only applies to a source-model gate; set "
+                "source_gate=True (--source-gate), or leave the framing at 'auto'."
+            )
+        return False
+    if framing == "chat":
+        apply_chat_template(tokenizer, ["a red fox"])  # raises, saying how to fix it, without a template
+        return True
+    return framing == "auto" and bool(getattr(tokenizer, "chat_template", None))
+
+
+def _source_gate_features(model, tokenizer, contrast, anchors, layer, config, cache, source, progress, chat):
+    """The pairs' and the anchors' source features at ``layer``, read as the source gate reads prompts."""
+    key = {**source, "chat_template": chat, "kind": "source_gate", "layer": int(layer)}
+
+    def read(prompts):
+        return sharded(
+            prompts,
+            lambda part: extract_features(
+                model,
+                tokenizer,
+                part,
+                layer,
+                pooling=config.pooling,
+                batch_size=config.batch_size,
+                progress=progress,
+                chat_template=chat,
+            ),  # fmt: skip
+        )
+
+    pairs = cache.get_or_compute(
+        {**key, "prompts": prompts_hash(contrast.prompts)}, lambda: {"features": read(list(contrast.prompts))}
+    )["features"]
+    anchor_features = cache.get_or_compute(
+        {**key, "prompts": prompts_hash(anchors.prompts)}, lambda: {"features": read(list(anchors.prompts))}
+    )["features"]
+    return pairs, anchor_features
 
 
 def _source_layer_features(

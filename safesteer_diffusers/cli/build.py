@@ -44,6 +44,7 @@ _RECIPE_FIXES = (
     "source_chat_template",
     "gate",
     "source_gate",
+    "source_gate_framing",
 )
 """Flags (as ``args`` attributes) that a recipe fixes, so they cannot be combined with ``--recipe``."""
 _SOURCE = "a transformers model folder, a .gguf file or a Hub repo id"
@@ -139,6 +140,13 @@ def register_build(commands: argparse._SubParsersAction) -> argparse.ArgumentPar
         help="also store a gate scored in the source model at inference (the strongest gate measured; use it "
         "with SafeSteer.wrap(..., gate=True, gate_model=(model, tokenizer)))",
     )
+    build.add_argument(
+        "--source-gate-framing",
+        default=None,
+        choices=["auto", "chat", "plain"],
+        help="how the source gate's model reads a prompt: chat (as one user turn of its chat template), plain "
+        "(as written) or auto (default: chat when the source tokenizer has a chat template); with --source-gate",
+    )
     build.add_argument("--seed", type=int, default=0, help="seed of the held-out splits and the fits")
     build.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="prompts per forward pass")
     build.add_argument(
@@ -218,6 +226,7 @@ def _build(args: argparse.Namespace) -> int:
             ("--gguf-file", args.gguf_file),
             ("--source-chat-template", args.source_chat_template),
             ("--source-gate", args.source_gate),
+            ("--source-gate-framing", args.source_gate_framing),
         )
         if given
     ]
@@ -251,6 +260,7 @@ def _build(args: argparse.Namespace) -> int:
         gate_quantile=args.gate_quantile,
         gate=args.gate or "probe",
         source_gate=args.source_gate,
+        source_gate_framing=args.source_gate_framing or "auto",
         seed=args.seed,
         batch_size=args.batch_size,
         call_kwargs=call_kwargs,

@@ -33,6 +33,14 @@ def inspect_text(pack: DirectionPack) -> str:
         lines.append(
             "held-out AUROC (source): " + ", ".join(f"{k}={v:.3f}" for k, v in source["auroc"].items())
         )
+    if pack.has_source_gate:
+        gate = metadata["source_gate"]
+        reads = "as chat turns" if gate["chat_template"] else "as written"
+        rates = ", ".join(f"{float(rate):g}" for rate in sorted(map(float, gate.get("fpr_thresholds", {}))))
+        lines.append(
+            f"source-model gate: layer={gate['layer']} pooling={gate['pooling']}, reads prompts {reads}; "
+            f"thresholds for gate_fpr {rates or 'the default only'} (use gate_model=)"
+        )
     width = max(len(name) for name in pack.names)
     for space, dim in pack.spaces.items():
         lines.append("")

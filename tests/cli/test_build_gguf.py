@@ -95,7 +95,24 @@ def test_source_chat_template_needs_a_template_and_source_flags_need_a_source(mo
     assert "--gguf-file: only for a source model, and --native uses none" in capsys.readouterr().err
 
 
+def test_source_gate_framing_is_recorded_and_refused_where_it_cannot_apply(models, tmp_path, capsys):
+    gguf = str(models / "ggufs" / "first.gguf")  # written without a chat template
+    argv = build_argv(models, tmp_path / "pack", "--source", gguf, "--source-gate")
+    assert main([*argv, "--source-gate-framing", "chat"]) == 2
+    assert "has no chat template" in capsys.readouterr().err and not (tmp_path / "pack").exists()
+    assert main(build_argv(models, tmp_path / "p", "--source", gguf, "--source-gate-framing", "plain")) == 2
+    assert "only applies to a source-model gate" in capsys.readouterr().err
+    assert main(build_argv(models, tmp_path / "n", "--native", "--source-gate-framing", "plain")) == 2
+    assert "--source-gate-framing: only for a source model" in capsys.readouterr().err
+    assert main(argv) == 0  # auto: this tokenizer has no chat template, so the gate reads prompts as written
+    pack = DirectionPack.from_pretrained(tmp_path / "pack")
+    assert pack.metadata["source_gate"]["chat_template"] is False
+    assert pack.metadata["build"]["config"]["source_gate_framing"] == "auto"
+    assert main(["inspect", str(tmp_path / "pack")]) == 0
+    assert "source-model gate: layer=" in capsys.readouterr().out
+
+
 def test_recipe_fixes_the_source_options(capsys):
-    for flag in (["--gguf-file", "x.gguf"], ["--source-chat-template"]):
+    for flag in (["--gguf-file", "x.gguf"], ["--source-chat-template"], ["--source-gate-framing", "chat"]):
         assert main(["build", "--recipe", "pretrained_directions/x/recipe.yaml", *flag]) == 2
         assert "cannot be combined with --recipe" in capsys.readouterr().err

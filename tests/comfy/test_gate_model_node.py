@@ -37,15 +37,20 @@ def setup(tmp_path_factory):
 
     def make(source_gate):
         config = BuildConfig(align="ridge", gate_quantile=0.5, source_gate=source_gate)
-        return build_pack(model, tokenizer, pipe, pairs=pairs, anchors=anchors, config=config, progress=False).pack
+        return build_pack(
+            model, tokenizer, pipe, pairs=pairs, anchors=anchors, config=config, progress=False
+        ).pack
 
     return folder, make(True), make(False)
 
 
 def source_fires(pack, prompts) -> list[bool]:
     """The pack's global source gate, computed here from the pack and a fresh copy of the source model."""
-    layer = pack.metadata["source_gate"]["layer"]
-    features = extract_features(tiny_source(seed=0)[0], chat_tokenizer(), prompts, layer, progress=False)
+    info = pack.metadata["source_gate"]
+    assert info["chat_template"] is True  # the default framing, with a tokenizer that has a chat template
+    features = extract_features(
+        tiny_source(seed=0)[0], chat_tokenizer(), prompts, info["layer"], progress=False, chat_template=True
+    )
     vector, threshold = pack.source_gate("global")
     return [bool(f.double() @ vector.double() > threshold) for f in features]
 
@@ -84,8 +89,16 @@ def test_the_source_gate_fails_closed(setup):
     with pytest.raises(ValueError, match="gate_model is connected but gate is off"):
         node.steer(conditioning(tensor), pack, gate_model=gate_model, prompt=PROMPTS[0], **strengths(2.0))
     with pytest.raises(ValueError, match="carries no source-model gate"):
-        node.steer(conditioning(tensor), plain, gate_model=gate_model, prompt=PROMPTS[0], **{**strengths(2.0), "gate": True})
+        node.steer(
+            conditioning(tensor),
+            plain,
+            gate_model=gate_model,
+            prompt=PROMPTS[0],
+            **{**strengths(2.0), "gate": True},
+        )
     with pytest.raises(TypeError, match="Load SafeSteer Gate Model"):
-        node.steer(conditioning(tensor), pack, gate_model=object(), prompt="x", **{**strengths(2.0), "gate": True})
+        node.steer(
+            conditioning(tensor), pack, gate_model=object(), prompt="x", **{**strengths(2.0), "gate": True}
+        )
     with pytest.raises(ValueError, match="source is empty"):
         LoadSafeSteerGateModel().load("  ")

@@ -34,7 +34,9 @@ def saved(tmp_path_factory):
     anchors = BenignPrompts(tuple(load_anchors()[:48]), "test anchors")
     for name, source_gate in (("gated", True), ("plain", False)):
         config = BuildConfig(align="ridge", gate_quantile=0.5, source_gate=source_gate)
-        pack = build_pack(model, tokenizer, pipe, pairs=pairs, anchors=anchors, config=config, progress=False).pack
+        pack = build_pack(
+            model, tokenizer, pipe, pairs=pairs, anchors=anchors, config=config, progress=False
+        ).pack
         pack.save_pretrained(folder / name)
     clip, processor = tiny_clip()
     clip.save_pretrained(folder / "clip")
@@ -65,10 +67,13 @@ def test_eval_with_the_gate_model_steers_exactly_what_the_source_gate_decides(sa
 
     pack = DirectionPack.from_pretrained(saved / "gated")
     model, tokenizer = tiny_source(seed=0)[0], chat_tokenizer()
-    layer = pack.metadata["source_gate"]["layer"]
-    features = extract_features(model, tokenizer, PROMPTS, layer, progress=False)
+    info = pack.metadata["source_gate"]
+    assert info["chat_template"] is True  # the default framing, with a tokenizer that has a chat template
+    features = extract_features(model, tokenizer, PROMPTS, info["layer"], progress=False, chat_template=True)
     vector, threshold = pack.source_gate("global")
-    fired = {p: bool(f.double() @ vector.double() > threshold) for p, f in zip(PROMPTS, features, strict=True)}
+    fired = {
+        p: bool(f.double() @ vector.double() > threshold) for p, f in zip(PROMPTS, features, strict=True)
+    }
     assert any(fired.values()) and not all(fired.values())  # the quantile 0.5 gate splits these prompts
     for prompt, steered_by in by_prompt.items():
         assert ("global" in steered_by) == fired[prompt], prompt

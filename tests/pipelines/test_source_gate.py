@@ -44,17 +44,23 @@ def setup():
     return pipe, call_kwargs, model, tokenizer, pairs, anchors, pack
 
 
-def test_the_build_stores_a_source_gate_with_thresholds_from_cross_fitted_benign_scores(setup, tmp_path):
-    _, _, model, tokenizer, pairs, anchors, pack = setup
-    info = pack.metadata["source_gate"]
-    assert info["pooling"] == "mean" and info["chat_template"] is False and info["quantile"] == 0.9
-    assert info["layer"] == pack.metadata["source"]["layer"] and info["dim"] == model.config.hidden_size
-    layer = info["layer"]
+def chat_turn_features(model, tokenizer, prompts, layer) -> torch.Tensor:
+    """Independent reference of the chat framing: each prompt written as one user turn by the tokenizer's own
+    ``apply_chat_template``, run alone through the model, its layer's states averaged over every token."""
+    rows = []
+    with torch.no_grad():
+        for prompt in prompts:
+            text = tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
+            ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+            rows.append(model(input_ids=ids, output_hidden_states=True).hidden_states[layer][0].mean(0))
+    return torch.stack(rows)
+
+
+def _pack_matches_the_source_gate_of(pack, pairs, features, anchor_features):
+    """The pack's source gate equals ``source_gate_vectors`` on these features (safe members, then unsafe)."""
     n = len(pairs)
-    features = extract_features(
-        model, tokenizer, [p.safe for p in pairs] + [p.unsafe for p in pairs], layer, progress=False
-    )
-    anchor_features = extract_features(model, tokenizer, list(anchors.prompts), layer, progress=False)
     unsafe = {"global": list(range(n, 2 * n))}
     unsafe.update({c: [n + i for i, p in enumerate(pairs) if p.category == c] for c in pack.categories})
     weights, scores = source_gate_vectors(features, unsafe, range(n), anchor_features)
@@ -64,8 +70,71 @@ def test_the_build_stores_a_source_gate_with_thresholds_from_cross_fitted_benign
         assert threshold == pytest.approx(float(torch.quantile(scores[:, k], 0.9)), rel=1e-4, abs=1e-6)
         at_5_percent = pack.source_gate(name, 0.05)[1]
         assert at_5_percent == pytest.approx(float(torch.quantile(scores[:, k], 0.95)), rel=1e-4, abs=1e-6)
+
+
+def test_the_build_stores_a_source_gate_with_thresholds_from_cross_fitted_benign_scores(setup, tmp_path):
+    _, _, model, tokenizer, pairs, anchors, pack = setup
+    info = pack.metadata["source_gate"]
+    # The default framing reads prompts as chat turns when the source tokenizer has a chat template, while
+    # the directions still read them as written.
+    assert info["pooling"] == "mean" and info["chat_template"] is True and info["quantile"] == 0.9
+    assert pack.metadata["source"]["chat_template"] is False
+    assert info["layer"] == pack.metadata["source"]["layer"] and info["dim"] == model.config.hidden_size
+    layer = info["layer"]
+    texts = [p.safe for p in pairs] + [p.unsafe for p in pairs]
+    features = chat_turn_features(model, tokenizer, texts, layer)
+    anchor_features = chat_turn_features(model, tokenizer, list(anchors.prompts), layer)
+    _pack_matches_the_source_gate_of(pack, pairs, features, anchor_features)
     loaded = DirectionPack.from_file(pack.save_file(tmp_path / "p.safetensors"))
     assert loaded.equals(pack) and loaded.has_source_gate
+
+
+def test_the_plain_framing_reads_prompts_as_written_and_auto_falls_back_to_it(setup):
+    pipe, _, model, tokenizer, pairs, anchors, chat_pack = setup
+    no_template = chat_tokenizer()
+    no_template.chat_template = None
+    packs = {
+        "plain": build_pack(
+            model, tokenizer, pipe, pairs=pairs, anchors=anchors, progress=False,
+            config=BuildConfig(align="ridge", gate_quantile=0.9, source_gate=True, source_gate_framing="plain"),
+        ).pack,
+        "auto without a template": build_pack(
+            model, no_template, pipe, pairs=pairs, anchors=anchors, progress=False,
+            config=BuildConfig(align="ridge", gate_quantile=0.9, source_gate=True),
+        ).pack,
+    }  # fmt: skip
+    layer = chat_pack.metadata["source_gate"]["layer"]
+    texts = [p.safe for p in pairs] + [p.unsafe for p in pairs]
+    features = extract_features(model, tokenizer, texts, layer, progress=False)
+    anchor_features = extract_features(model, tokenizer, list(anchors.prompts), layer, progress=False)
+    for name, pack in packs.items():
+        assert pack.metadata["source_gate"]["chat_template"] is False, name
+        _pack_matches_the_source_gate_of(pack, pairs, features, anchor_features)
+        # Only the gate differs from the chat-framed build: the directions read the pairs the same way.
+        assert torch.equal(pack.direction(SPACE), chat_pack.direction(SPACE)), name
+        assert not torch.equal(pack.source_gate("global")[0], chat_pack.source_gate("global")[0]), name
+
+
+def test_source_gate_framing_is_checked_before_any_model_runs(setup):
+    pipe, _, model, _, pairs, anchors, _ = setup
+    no_template = chat_tokenizer()
+    no_template.chat_template = None
+    cases = [
+        (no_template, BuildConfig(source_gate=True, source_gate_framing="chat"), "has no chat template"),
+        (no_template, BuildConfig(source_gate=True, source_gate_framing="turns"), "must be one of"),
+        (no_template, BuildConfig(source_gate_framing="plain"), "only applies to a source-model gate"),
+    ]
+    calls = []
+    handle = model.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        for tokenizer, config, message in cases:
+            with pytest.raises(ValueError, match=message):
+                build_pack(
+                    model, tokenizer, pipe, pairs=pairs, anchors=anchors, config=config, progress=False
+                )
+    finally:
+        handle.remove()
+    assert not calls  # refused before the source model read anything
 
 
 def _received(pipe, prompts, call_kwargs):
@@ -98,7 +167,7 @@ def test_gated_rows_are_decided_by_the_source_model_and_steered_exactly(setup):
     # Independent reference: the pack's global source gate on the source model's features.
     vector, threshold = pack.source_gate("global")
     layer = pack.metadata["source_gate"]["layer"]
-    scores = extract_features(model, tokenizer, prompts, layer, progress=False).double() @ vector.double()
+    scores = chat_turn_features(model, tokenizer, prompts, layer).double() @ vector.double()
     fires = (scores > threshold).tolist()
     assert any(fires) and not all(fires), fires  # the check below sees both outcomes
     offset = 2.0 * pack.direction(SPACE)
