@@ -187,18 +187,14 @@ def build_pack(
     source_anchor_features = cache.get_or_compute(
         {**source, "kind": "anchors", "layer": estimate.layer, "prompts": prompts_hash(anchors.prompts)},
         lambda: {
-            "features": sharded(
+            "features": _layer_features(
+                source_model,
+                source_tokenizer,
                 anchors.prompts,
-                lambda prompts: extract_features(
-                    source_model,
-                    source_tokenizer,
-                    prompts,
-                    estimate.layer,
-                    pooling=config.pooling,
-                    batch_size=config.batch_size,
-                    progress=progress,
-                    chat_template=source_chat_template,
-                ),
+                estimate.layer,
+                config,
+                progress,
+                source_chat_template,
             )
         },
     )["features"]
@@ -436,27 +432,32 @@ def _source_gate_features(model, tokenizer, contrast, anchors, layer, config, ca
     key = {**source, "chat_template": chat, "kind": "source_gate", "layer": int(layer)}
 
     def read(prompts):
-        return sharded(
-            prompts,
-            lambda part: extract_features(
-                model,
-                tokenizer,
-                part,
-                layer,
-                pooling=config.pooling,
-                batch_size=config.batch_size,
-                progress=progress,
-                chat_template=chat,
-            ),  # fmt: skip
-        )
+        return {"features": _layer_features(model, tokenizer, prompts, layer, config, progress, chat)}
 
     pairs = cache.get_or_compute(
-        {**key, "prompts": prompts_hash(contrast.prompts)}, lambda: {"features": read(list(contrast.prompts))}
+        {**key, "prompts": prompts_hash(contrast.prompts)}, lambda: read(contrast.prompts)
     )["features"]
     anchor_features = cache.get_or_compute(
-        {**key, "prompts": prompts_hash(anchors.prompts)}, lambda: {"features": read(list(anchors.prompts))}
+        {**key, "prompts": prompts_hash(anchors.prompts)}, lambda: read(anchors.prompts)
     )["features"]
     return pairs, anchor_features
+
+
+def _layer_features(model, tokenizer, prompts, layer, config, progress, chat_template) -> torch.Tensor:
+    """``extract_features`` at one layer, with the build's pooling and batch size, sharded over processes."""
+    return sharded(
+        list(prompts),
+        lambda part: extract_features(
+            model,
+            tokenizer,
+            part,
+            layer,
+            pooling=config.pooling,
+            batch_size=config.batch_size,
+            progress=progress,
+            chat_template=chat_template,
+        ),
+    )
 
 
 def _source_layer_features(
