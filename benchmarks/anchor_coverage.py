@@ -49,6 +49,9 @@ Usage::
     python benchmarks/anchor_coverage.py --json coverage.json   # 11-15 min cold on 2 shared cores, ~30 s cached
     python benchmarks/anchor_coverage.py --spaces encoders --methods svd --bootstrap 200 --draws 2  # quick look
     python benchmarks/anchor_coverage.py --no-encode-llm-sensitive   # never run an LLM (cache only)
+    python benchmarks/anchor_coverage.py --spaces llm --methods svd --llm-all-anchors   # the full pool (3,229)
+    python benchmarks/anchor_coverage.py --spaces llm --methods svd --llm-all-anchors --llm-source-chat
+    # SmolLM2 reads every prompt as a chat turn (method.md 6.6.2; ~6 min once, then cached)
 """
 
 from __future__ import annotations
@@ -246,6 +249,24 @@ def llm_more_sensitive(ids: list[int], anchors: list[str], cache: FeatureCache, 
     src = cache.get_or_compute(keys["source"], source)["features"].double()
     tgt = cache.get_or_compute(keys["target"], target)["pooled"].double()
     return src, tgt
+
+
+def llm_chat_features(prompts: list[str], cache: FeatureCache) -> torch.Tensor:
+    """SmolLM2 layer-11 features (mean over every token) of each prompt written as one chat user turn."""
+    from safesteer_diffusers.testing.real_models import SMOLLM2_ID, gguf_path, load_real_model
+
+    key = {"model": SMOLLM2_ID, "revision": f"sha256:{file_sha256(gguf_path('smollm2'))}", "pooling": "mean",
+           "chat_template": True, "kind": "bench_anchor_coverage", "layer": LLM_LAYER,
+           "prompts": prompts_hash(prompts)}  # fmt: skip
+
+    def compute():
+        model, tokenizer, _ = load_real_model("smollm2")
+        tick = time.perf_counter()
+        feats = extract_features(model, tokenizer, prompts, LLM_LAYER, progress=False, chat_template=True)
+        print(f"  SmolLM2 (chat turns): {len(prompts)} prompts in {time.perf_counter() - tick:.0f} s", flush=True)
+        return {"features": feats}
+
+    return cache.get_or_compute(key, compute)["features"].double()
 
 
 # ---------------------------------------------------------------------- scoring
@@ -519,6 +540,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--encode-llm-sensitive", action=argparse.BooleanOptionalAction, default=True,
         help="LLM pair: also encode the 254 sensitive build anchors past the first 1,024 in both LLMs "
              "(~3 min once on 2 cores, then cached)")  # fmt: skip
+    add("--llm-source-chat", action="store_true",
+        help="LLM pair: SmolLM2 reads every prompt as one user turn of its chat template (directions and map "
+             "alike; the target still reads prompts as written); ~4 min once on 2 cores, then cached")  # fmt: skip
+    add("--llm-all-anchors", action="store_true",
+        help="LLM pair: also encode the other 746 anchors of 1,024..2,023 (~3 min once), for a row with every "
+             "build anchor, the pool of the library's default build")  # fmt: skip
     add("--bootstrap", type=int, default=1000)
     add("--threads", type=int, default=2)
     add("--bench-cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "safesteer-bench",
@@ -626,6 +653,8 @@ def main(argv=None) -> dict:
                 [i for i in range(LLM_BUILD_ANCHORS, heldout_ids[0]) if kinds[i] == "sensitive"],
                 [i for i in range(FIRST_ANCHOR_SET, len(anchors)) if kinds[i] == "sensitive"],
             ]
+            if args.llm_all_anchors:  # a third entry: the other kinds of 1,024..2,023 (the full default pool)
+                chunks.append([i for i in range(LLM_BUILD_ANCHORS, heldout_ids[0]) if kinds[i] != "sensitive"])
             tick = time.perf_counter()
             extras = [llm_more_sensitive(ids, anchors, cache, args.encode_llm_sensitive) for ids in chunks if ids]
             results["times_s"]["llm_more_sensitive_features"] = time.perf_counter() - tick
@@ -646,6 +675,22 @@ def main(argv=None) -> dict:
                     f"every sensitive anchor, extension included ({len(every)})": every,
                     f"first {len(pool)} + every other sensitive anchor ({len(widened)})": widened,
                 }
+                if args.llm_all_anchors:
+                    full = [anchor_row[i] for ids in [pool, *chunks] for i in ids]
+                    more[f"every build anchor: the default build's pool ({len(full)})"] = full
+            if args.llm_source_chat:
+                # Two cache entries, so the first stays valid when --llm-all-anchors adds the third chunk.
+                parts = [u.prompts + [anchors[i] for ids in chunks[:2] for i in ids]]
+                parts += [[anchors[i] for i in ids] for ids in chunks[2:]]
+                if sum(map(len, parts)) != len(transfer.source):
+                    raise SystemExit("--llm-source-chat needs the extra anchors encoded")
+                transfer.source = torch.cat([llm_chat_features(part, cache) for part in parts])
+                transfer.name = "SmolLM2 L11 (chat turns) -> Gemma-3"
+                rows = u.rows["train_safe"] + u.rows["train_unsafe"]
+                data = ContrastPrompts.from_pairs([(p.safe, p.unsafe, p.category) for p in train])
+                transfer.source_directions = estimate_directions(
+                    data, transfer.source[rows].float(), layer=None
+                ).directions
             run_transfer(transfer, anchor_row, kinds, pool, args.n_llm, args, results, more)
 
     print_headline(results, args.composition_method)

@@ -178,7 +178,7 @@ def _cell(safe, unsafe, idx, resamples) -> dict:
     return {"auroc": auroc(safe, unsafe), "ci": auroc_interval(safe, unsafe, resamples), "n": len(unsafe)}
 
 
-def source_reference(model, tokenizer, layer, train, test, cache, source_key, batch_size) -> dict:
+def source_reference(model, tokenizer, layer, train, test, cache, source_key, batch_size, chat=False) -> dict:
     """Held-out scores in the *source* space on the source directions at the chosen layer (for reference).
 
     The packs hold transported vectors only, so the source directions are re-estimated from the training
@@ -188,10 +188,14 @@ def source_reference(model, tokenizer, layer, train, test, cache, source_key, ba
 
     def features(prompts):
         key = {**source_key, "kind": "bench_source", "layer": layer, "prompts": prompts_hash(prompts)}
+        if chat:
+            key["chat_template"] = True
 
         def compute():
             return {
-                "f": extract_features(model, tokenizer, prompts, layer, batch_size=batch_size, progress=False)
+                "f": extract_features(
+                    model, tokenizer, prompts, layer, batch_size=batch_size, progress=False, chat_template=chat
+                )
             }
 
         return cache.get_or_compute(key, compute)["f"].double()
@@ -346,6 +350,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--anchors", type=anchor_count, default=1024,
         help="build anchors: the first N embedded anchors, or 'all': every embedded anchor but the held-out ones, "
              "with their kinds (the library's default build: the map is fitted on the sensitive-topic ones)")  # fmt: skip
+    add("--source-chat-template", action="store_true",
+        help="the source reads every prompt as one user turn of its chat template (build_pack's "
+             "source_chat_template); the target still reads prompts as written")  # fmt: skip
+    add("--align-on", default="auto", choices=["auto", "all", "sensitive"], help="BuildConfig.align_on")
     add("--benign", type=int, default=200, help="held-out benign prompts: the last N embedded anchors")
     add("--test-fraction", type=float, default=0.3)
     add("--pairs-per-category", type=int, default=None, help="quick runs: first N pairs per category")
@@ -372,9 +380,10 @@ def build_packs(model, tokenizer, pipe, train, anchors, args, ids, cache, times)
         tick = _clock()
         result = build_pack(
             model, tokenizer, pipe, pairs=train, anchors=anchors,
-            config=BuildConfig(align=method, call_kwargs=call_kwargs, batch_size=args.batch_size),
+            config=BuildConfig(align=method, align_on=args.align_on, call_kwargs=call_kwargs,
+                               batch_size=args.batch_size),
             source_id=source["model_id"], source_revision=f"sha256:{source['sha256']}", target_id=target_id,
-            cache=cache, progress=False,
+            cache=cache, progress=False, source_chat_template=args.source_chat_template,
         )  # fmt: skip
         _record(times, f"build_{method}_s", tick)
         packs[f"transferred {method}"] = result.pack
@@ -466,7 +475,9 @@ def main(argv=None) -> dict:
     _record(times, "encode_heldout_s", tick)
     steer_pack = packs[f"transferred {args.steer_method}"]
     layer = steer_pack.metadata["source"]["layer"]
-    reference = source_reference(model, tokenizer, layer, train, test, cache, source_key, args.batch_size)
+    reference = source_reference(
+        model, tokenizer, layer, train, test, cache, source_key, args.batch_size, args.source_chat_template
+    )
     held = {"safe": before[n : 2 * n], "unsafe": before[:n], "benign": before[2 * n :]}
     transfer = transfer_table(packs, held, categories, reference, args.bootstrap)
     print_transfer(transfer)
