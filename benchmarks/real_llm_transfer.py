@@ -373,17 +373,21 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def build_packs(model, tokenizer, pipe, train, anchors, args, ids, cache, times) -> dict:
-    """One transferred pack per method and the native baseline, through the library's builders."""
+    """One transferred pack per method and the native baseline, through the library's builders.
+
+    ``args`` needs ``methods`` and ``batch_size``; ``align_on`` and ``source_chat_template`` are optional (other
+    benchmarks pass only the first two and get the library's defaults).
+    """
     source, target_id, call_kwargs = ids["source"], ids["target_id"], ids["call_kwargs"]
     packs = {}
     for method in args.methods:
         tick = _clock()
         result = build_pack(
             model, tokenizer, pipe, pairs=train, anchors=anchors,
-            config=BuildConfig(align=method, align_on=args.align_on, call_kwargs=call_kwargs,
+            config=BuildConfig(align=method, align_on=getattr(args, "align_on", "auto"), call_kwargs=call_kwargs,
                                batch_size=args.batch_size),
             source_id=source["model_id"], source_revision=f"sha256:{source['sha256']}", target_id=target_id,
-            cache=cache, progress=False, source_chat_template=args.source_chat_template,
+            cache=cache, progress=False, source_chat_template=getattr(args, "source_chat_template", False),
         )  # fmt: skip
         _record(times, f"build_{method}_s", tick)
         packs[f"transferred {method}"] = result.pack
