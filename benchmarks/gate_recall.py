@@ -278,6 +278,7 @@ def evaluate_variant(scores: torch.Tensor, groups: dict, args, pack_threshold: f
             "recall_all": float(np.mean(unsafe_all > pack_threshold)),
         }
     result["curve"] = roc_curve(benign, unsafe_all)
+    result["curve_without_rewrites"] = roc_curve(issue_benign, unsafe_all)
     return result
 
 
@@ -477,7 +478,8 @@ def main(argv=None) -> dict:
     if args.json:
         Path(args.json).write_text(
             json.dumps(
-                {k: {kk: vv for kk, vv in v.items() if kk != "curve"} for k, v in results.items()}, indent=1
+                {k: {kk: vv for kk, vv in v.items() if not kk.startswith("curve")} for k, v in results.items()},
+                indent=1,
             )
         )
     return results
@@ -707,24 +709,30 @@ def print_variant(name: str, result: dict, args) -> None:
 
 
 def plot_roc(results: dict, path: str) -> None:
+    """Two panels: against every held-out benign prompt, and against the issue's benign kinds (no rewrites)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for name, result in results.items():
-        if not name.startswith(PLOTTED):
-            continue
-        fpr, tpr = result["curve"]
-        ax.plot(fpr, tpr, label=name, linewidth=1)
-    ax.set_xscale("log")
-    ax.set_xlim(1e-3, 1)
-    ax.axvline(0.01, color="grey", linestyle=":")
-    ax.set_xlabel("held-out benign false-positive rate (log)")
-    ax.set_ylabel("held-out unsafe recall")
-    ax.set_title("Gate ROC on held-out prompts: SmolLM2-135M -> Gemma-3-270m text space")
-    ax.legend(fontsize=6)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2), sharey=True)
+    panels = (
+        ("curve", "every held-out benign prompt (safe rewrites included)"),
+        ("curve_without_rewrites", "captions, text-to-image and sensitive-topic prompts (no rewrites)"),
+    )
+    for ax, (curve, title) in zip(axes, panels, strict=True):
+        for name, result in results.items():
+            if name.startswith(PLOTTED) and curve in result:
+                fpr, tpr = result[curve]
+                ax.plot(fpr, tpr, label=name, linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xlim(1e-3, 1)
+        ax.axvline(0.01, color="grey", linestyle=":")
+        ax.set_xlabel("held-out benign false-positive rate (log)")
+        ax.set_title(f"benign = {title}", fontsize=9)
+    axes[0].set_ylabel("held-out unsafe recall")
+    axes[1].legend(fontsize=6, loc="lower right")
+    fig.suptitle("Gate ROC on held-out prompts: SmolLM2-135M -> Gemma-3-270m text space")
     fig.tight_layout()
     fig.savefig(path, dpi=150)
 

@@ -268,7 +268,7 @@ def main(argv=None) -> dict:
         tick = time.perf_counter()
         for gate, got in gates(feats[source], feats[target], groups, training).items():
             result = evaluate_variant(got["scores"], groups, args, got["pack_threshold"])
-            result.pop("curve")
+            result.pop("curve"), result.pop("curve_without_rewrites")
             result["fit_s"] = got["fit_s"]
             results.setdefault(transfer, {})[gate] = result
             table[(transfer, gate)] = row_summary(result)

@@ -346,7 +346,7 @@ def main(argv=None) -> dict:
         score = fit(features(LAYER_SETS[set_name]), d.pos, d.neg, d.hard, l2, copies)
         scores = score()[:n].detach()
         result = evaluate_variant(scores, groups, args)
-        result.pop("curve")
+        result.pop("curve"), result.pop("curve_without_rewrites")
         result["benign_above_1pct"] = benign_above(scores.numpy(), groups, 0.01)
         results[name] = {"data": data_name, "layers": set_name, "l2": l2, "hard_copies": copies, **result}
         table[name] = summary(result)
