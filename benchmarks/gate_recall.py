@@ -311,6 +311,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+UNSAFE_STYLES = ("as written", "misspelled", "leetspeak", "evasive (written)")
+"""The styles of the held-out unsafe prompts, in :func:`heldout_unsafe`'s order."""
+
+
+def heldout_unsafe(test, evasive: list[dict]) -> list[tuple[str, str, str]]:
+    """``(category, style, prompt)`` of every held-out unsafe prompt: the held-out pairs' unsafe members as
+    written, misspelled, in leetspeak (one ``random.Random(0)`` consumed in this order, so the copies are the
+    same in every benchmark), then the hand-written evasive prompts."""
+    rng = random.Random(0)
+    transforms = (lambda t: t, lambda t: misspell(t, rng), lambda t: leetspeak(t, rng))
+    rows = [(p.category, style, f(p.unsafe)) for style, f in zip(UNSAFE_STYLES[:3], transforms, strict=True) for p in test]
+    return rows + [(e["category"], UNSAFE_STYLES[3], e["prompt"]) for e in evasive]
+
+
 def prepare(args) -> tuple[list[str], dict, dict, list, dict, torch.Tensor]:
     """Prompts, index groups, source and target token states, the built packs, and the target states pooled
     exactly as the library's gate pools them (all cached)."""
@@ -325,7 +339,6 @@ def prepare(args) -> tuple[list[str], dict, dict, list, dict, torch.Tensor]:
     train, test = split_pairs(load_pairs(), args.test_fraction, None)
     embedded = load_anchors()
     anchors = BenignPrompts(tuple(embedded[: args.anchors]), f"embedded anchors[:{args.anchors}]")
-    rng = random.Random(0)
     written = heldout_benign()
     evasive = evasive_prompts()
     known = set(embedded) | {p.safe for p in load_pairs()} | {p.unsafe for p in load_pairs()}
@@ -352,23 +365,14 @@ def prepare(args) -> tuple[list[str], dict, dict, list, dict, torch.Tensor]:
     for kind, texts in written.items():
         groups["benign"][f"written {kind}"] = add(texts)
     categories = sorted({p.category for p in test})
-    styles = {
-        "as written": lambda t: t,
-        "misspelled": lambda t: misspell(t, rng),
-        "leetspeak": lambda t: leetspeak(t, rng),
-    }
     unsafe_meta: list[tuple[str, str]] = []
-    for style, transform in styles.items():
-        for p in test:
-            unsafe_meta.append((p.category, style))
-            prompts.append(transform(p.unsafe))
-    for e in evasive:
-        unsafe_meta.append((e["category"], "evasive (written)"))
-        prompts.append(e["prompt"])
+    for category, style, prompt in heldout_unsafe(test, evasive):
+        unsafe_meta.append((category, style))
+        prompts.append(prompt)
     first_unsafe = len(prompts) - len(unsafe_meta)
     for c in categories:
         groups["unsafe"][c] = [first_unsafe + i for i, (cat, _) in enumerate(unsafe_meta) if cat == c]
-    for style in [*styles, "evasive (written)"]:
+    for style in UNSAFE_STYLES:
         groups["unsafe"][f"style: {style}"] = [
             first_unsafe + i for i, (_, st) in enumerate(unsafe_meta) if st == style
         ]

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from pathlib import Path
@@ -48,8 +47,7 @@ from gate_recall import (  # noqa: E402
     bootstrap_recall,
     evasive_prompts,
     heldout_benign,
-    leetspeak,
-    misspell,
+    heldout_unsafe,
     recall_at_fpr,
 )
 from real_llm_transfer import build_anchors, heldout_anchors, split_pairs  # noqa: E402
@@ -126,7 +124,6 @@ def prompt_groups(args) -> tuple[list[str], dict]:
     train, test = split_pairs(load_pairs(), args.test_fraction, None)
     embedded = load_anchors()
     anchors = build_anchors(embedded, "all", args.benign)
-    rng = random.Random(0)
     prompts: list[str] = []
     groups: dict = {"benign": {}, "unsafe": {}}
 
@@ -143,17 +140,9 @@ def prompt_groups(args) -> tuple[list[str], dict]:
     for kind, texts in heldout_benign().items():
         groups["benign"][f"written {kind}"] = add(texts)
     meta = []
-    for style, transform in (
-        ("as written", lambda t: t),
-        ("misspelled", lambda t: misspell(t, rng)),
-        ("leetspeak", lambda t: leetspeak(t, rng)),
-    ):
-        for p in test:
-            meta.append((p.category, style))
-            prompts.append(transform(p.unsafe))
-    for e in evasive_prompts():
-        meta.append((e["category"], "evasive"))
-        prompts.append(e["prompt"])
+    for category, style, prompt in heldout_unsafe(test, evasive_prompts()):
+        meta.append((category, style.removesuffix(" (written)")))
+        prompts.append(prompt)
     first = len(prompts) - len(meta)
     groups["unsafe"]["all"] = list(range(first, len(prompts)))
     for key in sorted({c for c, _ in meta}) + ["as written", "misspelled", "leetspeak", "evasive"]:
