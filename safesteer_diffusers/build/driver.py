@@ -29,7 +29,7 @@ import torch
 from safesteer_diffusers.build.prompts.readers import PromptPair
 from safesteer_diffusers.packs.direction_pack import DirectionPack
 from safesteer_diffusers.packs.format import GLOBAL
-from safesteer_diffusers.packs.recipe import GATE_KINDS
+from safesteer_diffusers.packs.recipe import GATE_KINDS, SOURCE_GATE_FRAMINGS
 from safesteer_diffusers.pipelines.encoding import encode_for_denoiser, space_states
 from safesteer_diffusers.pipelines.registry import target_for
 from safesteer_diffusers.steering.maths import direction_gate_vectors, gate_scores, masked_mean
@@ -43,9 +43,6 @@ from .feature_cache import FeatureCache, prompts_hash, source_key
 from .gate_probe import carried_gate_vectors, source_gate_vectors
 from .source_features import apply_chat_template, extract_all_layers, extract_features
 from .target_statistics import BenignPrompts, SpaceStatistics, anchor_statistics
-
-SOURCE_GATE_FRAMINGS = ("auto", "chat", "plain")
-"""Values of :attr:`BuildConfig.source_gate_framing`."""
 
 
 @dataclass

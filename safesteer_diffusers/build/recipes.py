@@ -60,6 +60,8 @@ def build_config(
         tokens=recipe.calibration.tokens,
         gate_quantile=recipe.calibration.gate_quantile,
         gate=recipe.calibration.gate,
+        source_gate=recipe.calibration.source_gate,
+        source_gate_framing=recipe.calibration.source_gate_framing,
         holdout=recipe.alignment.holdout,
         align_on=recipe.alignment.anchors,
         seed=recipe.build.seed,

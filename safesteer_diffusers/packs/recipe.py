@@ -28,7 +28,8 @@ Format (``recipe_version: 1``; unknown keys are errors, so a typo never silently
                call_kwargs: {max_sequence_length: 256}}
     prompts:  {pairs: embedded, anchors: embedded, max_anchors: null, categories: null}
     alignment:   {method: svd, anchors: auto, holdout: 0.2}
-    calibration: {statistic: token_std, tokens: all, gate_quantile: 0.99}
+    calibration: {statistic: token_std, tokens: all, gate_quantile: 0.99, gate: probe,
+                  source_gate: false, source_gate_framing: auto}
     build:       {seed: 0, batch_size: 16}
 
 ``published`` and ``needs`` (the trust rules: only a pinned pack is ever downloaded) are
@@ -74,6 +75,9 @@ TOKEN_POLICIES = ("all", "prompt")
 CALIBRATION_STATISTICS = ("token_std",)
 GATE_KINDS = ("probe", "direction")
 """What a gate scores along: a carried source probe (default) or the steering direction's unsafe side."""
+SOURCE_GATE_FRAMINGS = ("auto", "chat", "plain")
+"""How a source-model gate reads a prompt (``BuildConfig.source_gate_framing``): ``"chat"`` (one user turn of the
+tokenizer's chat template), ``"plain"`` (as written), or ``"auto"`` (chat when the tokenizer has a template)."""
 """What pack builds calibrate by (``build.calibration.calibrate`` also offers ``"mean_norm"``; builds don't)."""
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,95}$")
 
@@ -157,6 +161,14 @@ class CalibrationRecipe:
         metadata={
             "help": f"what the gate scores along: {_one_of(GATE_KINDS)} (probe: carried source classifier)"
         },
+    )
+    source_gate: bool = field(
+        default=False,
+        metadata={"help": "also store a gate scored by the source model at inference (gate_model=)"},
+    )
+    source_gate_framing: str = field(
+        default="auto",
+        metadata={"help": f"how that gate's model reads a prompt: {_one_of(SOURCE_GATE_FRAMINGS)}"},
     )
 
 
@@ -440,6 +452,15 @@ def _section(cls, data: dict, key: str, problems: list[str], families: Collectio
         values["tokens"] = _choice(data, "tokens", TOKEN_POLICIES, prefix, problems, "all")
         values["gate_quantile"] = _fraction(data, "gate_quantile", prefix, problems, 0.99)
         values["gate"] = _choice(data, "gate", GATE_KINDS, prefix, problems, "probe")
+        values["source_gate"] = _typed(data, "source_gate", bool, prefix, problems, default=False)
+        values["source_gate_framing"] = _choice(
+            data, "source_gate_framing", SOURCE_GATE_FRAMINGS, prefix, problems, "auto"
+        )
+        if values["source_gate_framing"] != "auto" and not values["source_gate"]:
+            problems.append(
+                f"{prefix}source_gate_framing: {values['source_gate_framing']!r} only applies with "
+                "source_gate: true; set it, or remove source_gate_framing"
+            )
     elif cls is BuildRecipe:
         seed = _typed(data, "seed", int, prefix, problems, default=0)
         values["seed"] = seed

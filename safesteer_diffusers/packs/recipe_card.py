@@ -137,7 +137,12 @@ def render_card(recipe: Recipe, pack: DirectionPack | None = None) -> str:
         (
             "calibration",
             f"`{recipe.calibration.statistic}`, tokens `{recipe.calibration.tokens}`, gate `{recipe.calibration.gate}` "
-            f"= {recipe.calibration.gate_quantile} quantile of benign anchor scores (other rates: `gate_fpr=`)",
+            f"= {recipe.calibration.gate_quantile} quantile of benign anchor scores (other rates: `gate_fpr=`)"
+            + (
+                f"; also a source-model gate (`gate_model=`; framing `{recipe.calibration.source_gate_framing}`)"
+                if recipe.calibration.source_gate
+                else ""
+            ),
         ),
         ("encoding arguments", call),
         ("default for its target", "yes" if recipe.default else "no"),

@@ -105,7 +105,9 @@ def test_build_recipe_on_tiny_models_writes_pack_card_report_and_recipe(tmp_path
     recipe_file = tmp_path / "tiny-test" / "recipe.yaml"
     recipe_file.parent.mkdir()
     data = minimal(
-        prompts={"max_anchors": 48, "categories": ["violence", "sexual"]}, alignment={"method": "ridge"}
+        prompts={"max_anchors": 48, "categories": ["violence", "sexual"]},
+        alignment={"method": "ridge"},
+        calibration={"source_gate": True},
     )
     recipe_file.write_text(yaml.safe_dump(data))
     assert main(["build", "--recipe", str(recipe_file), "--no-cache", "--batch-size", "64"]) == 0
@@ -114,6 +116,10 @@ def test_build_recipe_on_tiny_models_writes_pack_card_report_and_recipe(tmp_path
     assert pack.categories == ["violence", "sexual"] and pack.metadata["provenance"]["num_anchors"] == 48
     assert pack.metadata["alignment"]["text_encoder"]["method"] == "ridge"
     assert pack.metadata["build"]["config"]["batch_size"] == 64
+    # The recipe asked for a source-model gate; the tiny source's tokenizer has a chat template, so by the
+    # default framing the gate reads prompts as chat turns.
+    assert pack.has_source_gate and pack.metadata["source_gate"]["chat_template"] is True
+    assert "also a source-model gate" in (folder / "README.md").read_text()
     assert json.loads((folder / "build_report.json").read_text())["kind"] == "transferred"
     assert "**built**" in (folder / "README.md").read_text()
     assert "wrote" in capsys.readouterr().out
