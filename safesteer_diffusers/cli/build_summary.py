@@ -68,6 +68,7 @@ def build_summary(pack: Any, out: Path, written: Mapping[str, Path], *, code_tar
         "Next:",
         f"  safesteer inspect {folder}{_INDENT}# norms, cosines, per-layer AUROC, gate thresholds",
         f"  then use it on a {target_id} pipeline: SafeSteer.wrap(pipe, {str(out)!r}, strength=3.0)",
+        *_source_gate_lines(metadata, out),
         f"  or measure it: safesteer eval --pipeline {pipeline} --pack {folder} --prompts UNSAFE.csv "
         "--benign-prompts BENIGN.csv --out results/",
     ]
@@ -117,3 +118,17 @@ def _alignment_lines(alignment: Mapping[str, Any], kind: str) -> list[str]:
         figure = f"{float(r2):.3f}" if r2 is not None else "?"
         parts.append(f"{space} {figure} ({detail})")
     return ["  alignment R^2 (held-out benign anchors): " + "; ".join(parts), f"{_INDENT}= {R2_MEANING}"]
+
+
+def _source_gate_lines(metadata: Mapping[str, Any], out: Path) -> list[str]:
+    """How to use the pack's source-model gate, when it has one (it needs the source model at inference)."""
+    gate = metadata.get("source_gate")
+    if not gate:
+        return []
+    source = (metadata.get("source") or {}).get("model_id") or "SOURCE"
+    reads = "as chat turns" if gate.get("chat_template") else "as written"
+    return [
+        f"  with its source-model gate (the source reads each prompt {reads}): SafeSteer.wrap(pipe, "
+        f"{str(out)!r}, strength=3.0, gate=True, gate_model=(model, tokenizer)), model and tokenizer loaded from "
+        f"{source}; in safesteer eval: --wrap-kwarg gate=true --gate-model {shlex.quote(str(source))}"
+    ]

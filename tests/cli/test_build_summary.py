@@ -60,6 +60,20 @@ def test_cli_build_prints_the_summary_last(saved, tmp_path, capsys):
     assert "held-out AUROC (source): global" in summary and "alignment R^2" in summary
     assert "32 anchors" in summary
     assert summary.rstrip().splitlines()[-3].startswith(f"  safesteer inspect {out}")
+    assert "source-model gate" not in summary  # this pack has none
+
+
+def test_a_pack_with_a_source_gate_says_how_to_use_it(saved, tmp_path, capsys):
+    out = tmp_path / "gated"
+    argv = ["build", "--source", str(saved / "llm"), "--target", str(saved / "sd"), "--out", str(out)]
+    assert main([*argv, "--max-anchors", "32", "--no-cache", "--batch-size", "64", "--source-gate"]) == 0
+    summary = capsys.readouterr().out
+    llm = saved / "llm"
+    assert (
+        f"  with its source-model gate (the source reads each prompt as chat turns): SafeSteer.wrap(pipe, "
+        f"{str(out)!r}, strength=3.0, gate=True, gate_model=(model, tokenizer)), model and tokenizer loaded from "
+        f"{llm}; in safesteer eval: --wrap-kwarg gate=true --gate-model {llm}"
+    ) in summary
 
 
 def test_cli_native_build_says_there_is_no_alignment(saved, tmp_path, capsys):
