@@ -33,8 +33,8 @@ class SourceGate:
             pack's default).
 
     Raises:
-        ValueError: the pack has no source gate, the model's hidden size is not the gate's width, or the pack
-            stores no thresholds for ``fpr``.
+        ValueError: the pack has no source gate, the model's hidden size is not the gate's width, the pack
+            stores no thresholds for ``fpr``, or the gate reads chat turns and the tokenizer has no chat template.
     """
 
     def __init__(self, pack: DirectionPack, model: Any, tokenizer: Any, fpr: float | None = None):
@@ -59,6 +59,13 @@ class SourceGate:
         self.names = pack.names
         self.layer, self.pooling = int(info["layer"]), str(info["pooling"])
         self.chat_template = bool(info["chat_template"])
+        if self.chat_template and not getattr(tokenizer, "chat_template", None):
+            raise ValueError(
+                "The pack's source gate reads each prompt as a chat turn, but the gate_model tokenizer has no chat "
+                "template (tokenizer.chat_template is not set), so it would read prompts differently from the "
+                "build. Pass the source model's own tokenizer (with its chat template), or rebuild the pack with "
+                "--source-gate-framing plain."
+            )
         gates = [pack.source_gate(name, fpr) for name in pack.names]
         if any(threshold is None for _, threshold in gates):
             levels = sorted(map(float, info.get("fpr_thresholds", {})))
