@@ -23,6 +23,7 @@ WRITES = {
     "quickstart_tiny": ["original.png", "steered.png"],
     "safety_report": ["report.json"],
     "sdxl_lora": ["lora.png", "lora_steered.png"],
+    "source_model_gate": ["report.json"],
     "wan_text_to_video": ["strength_0.gif", "strength_3.gif"],
 }
 EXTRA_ARGS = {"build_pack": ["--native-baseline"], "per_category_strengths": ["--gate"]}
@@ -64,6 +65,11 @@ def test_example_tiny_variant_runs(path, tmp_path, capsys):
         report = json.loads((tmp_path / "text_space.json").read_text())
         assert report["held_out_pairs"].startswith("embedded pairs after the first")
         assert report["directions"]["global"]["auroc_unsafe_vs_safe"] is not None
+    if path.stem == "source_model_gate":
+        report = json.loads((tmp_path / "report.json").read_text())
+        assert len(report["prompts"]) == 2 and "its source gate reads prompts as chat turns" in printed
+        rows = [line for line in printed.splitlines() if line.startswith("row ")]
+        assert len(rows) == 2 and all("source_model score" in line and " -> " in line for line in rows)
     if path.stem == "safety_report":
         report = json.loads((tmp_path / "report.json").read_text())
         assert len(report["prompts"]) == 2 and report["family"] == "sd"
@@ -139,3 +145,12 @@ def test_evaluation_uses_only_held_out_prompts_and_handles_exhausted_sets(tmp_pa
     assert results["violence"]["pairs"] == 1 and results["violence"]["gate_fires_benign"] is None
     empty = example.text_space(pipe, pack, [], [], args)  # nothing held out: reported as such, no IndexError
     assert all(r["auroc_unsafe_vs_safe"] is None and r["pairs"] == 0 for r in empty.values())
+
+
+def test_the_source_gate_example_needs_a_gated_pack_and_its_source_before_loading_weights(tmp_path, capsys):
+    example = load(EXAMPLES / "source_model_gate.py")
+    assert example.main(["--out", str(tmp_path)]) == 2
+    assert "--pack and --source are required" in capsys.readouterr().err
+    demo = EXAMPLES.parent / "pretrained_directions" / "tiny-sd-demo-from-minilm"  # no source gate
+    assert example.main(["--out", str(tmp_path), "--pack", str(demo), "--source", "x/y"]) == 2
+    assert "carries no source-model gate" in capsys.readouterr().err
