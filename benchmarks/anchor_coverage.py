@@ -263,7 +263,10 @@ def llm_chat_features(prompts: list[str], cache: FeatureCache) -> torch.Tensor:
         model, tokenizer, _ = load_real_model("smollm2")
         tick = time.perf_counter()
         feats = extract_features(model, tokenizer, prompts, LLM_LAYER, progress=False, chat_template=True)
-        print(f"  SmolLM2 (chat turns): {len(prompts)} prompts in {time.perf_counter() - tick:.0f} s", flush=True)
+        print(
+            f"  SmolLM2 (chat turns): {len(prompts)} prompts in {time.perf_counter() - tick:.0f} s",
+            flush=True,
+        )
         return {"features": feats}
 
     return cache.get_or_compute(key, compute)["features"].double()
@@ -654,9 +657,13 @@ def main(argv=None) -> dict:
                 [i for i in range(FIRST_ANCHOR_SET, len(anchors)) if kinds[i] == "sensitive"],
             ]
             if args.llm_all_anchors:  # a third entry: the other kinds of 1,024..2,023 (the full default pool)
-                chunks.append([i for i in range(LLM_BUILD_ANCHORS, heldout_ids[0]) if kinds[i] != "sensitive"])
+                chunks.append(
+                    [i for i in range(LLM_BUILD_ANCHORS, heldout_ids[0]) if kinds[i] != "sensitive"]
+                )
             tick = time.perf_counter()
-            extras = [llm_more_sensitive(ids, anchors, cache, args.encode_llm_sensitive) for ids in chunks if ids]
+            extras = [
+                llm_more_sensitive(ids, anchors, cache, args.encode_llm_sensitive) for ids in chunks if ids
+            ]
             results["times_s"]["llm_more_sensitive_features"] = time.perf_counter() - tick
             more = None
             if any(isinstance(extra, str) for extra in extras):

@@ -298,7 +298,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="anchors the packs build on: the first N embedded, or 'all' but the held-out ones, with kinds (the "
         "library's default build); default: --anchors. Research variants keep --anchors as their calibration set",
     )  # fmt: skip
-    parser.add_argument("--benign", type=int, default=224, help="held-out anchors (the last N of the first 2,248 embedded)")
+    parser.add_argument(
+        "--benign", type=int, default=224, help="held-out anchors (the last N of the first 2,248 embedded)"
+    )
     parser.add_argument("--test-fraction", type=float, default=0.3)
     parser.add_argument("--fprs", type=float, nargs="+", default=[0.01, 0.05])
     parser.add_argument("--bootstrap", type=int, default=500)
@@ -321,7 +323,11 @@ def heldout_unsafe(test, evasive: list[dict]) -> list[tuple[str, str, str]]:
     same in every benchmark), then the hand-written evasive prompts."""
     rng = random.Random(0)
     transforms = (lambda t: t, lambda t: misspell(t, rng), lambda t: leetspeak(t, rng))
-    rows = [(p.category, style, f(p.unsafe)) for style, f in zip(UNSAFE_STYLES[:3], transforms, strict=True) for p in test]
+    rows = [
+        (p.category, style, f(p.unsafe))
+        for style, f in zip(UNSAFE_STYLES[:3], transforms, strict=True)
+        for p in test
+    ]
     return rows + [(e["category"], UNSAFE_STYLES[3], e["prompt"]) for e in evasive]
 
 
@@ -482,7 +488,10 @@ def main(argv=None) -> dict:
     if args.json:
         Path(args.json).write_text(
             json.dumps(
-                {k: {kk: vv for kk, vv in v.items() if not kk.startswith("curve")} for k, v in results.items()},
+                {
+                    k: {kk: vv for kk, vv in v.items() if not kk.startswith("curve")}
+                    for k, v in results.items()
+                },
                 indent=1,
             )
         )
@@ -527,10 +536,14 @@ def source_gate_features(pack, src: dict, prompts: list[str] | None = None) -> t
         cache_key = {"model": source["model_id"], "revision": f"sha256:{source['sha256']}", "pooling": "mean",
                      "chat_template": True, "kind": "gate_benchmark_source_gate", "layer": key[0],
                      "prompts": key[1]}  # fmt: skip
-        _SOURCE_GATE_FEATURES[key] = FeatureCache(default_cache_dir()).get_or_compute(
-            cache_key,
-            lambda: {"features": extract_features(model, tokenizer, prompts, key[0], chat_template=True)},
-        )["features"].double()
+        _SOURCE_GATE_FEATURES[key] = (
+            FeatureCache(default_cache_dir())
+            .get_or_compute(
+                cache_key,
+                lambda: {"features": extract_features(model, tokenizer, prompts, key[0], chat_template=True)},
+            )["features"]
+            .double()
+        )
     return _SOURCE_GATE_FEATURES[key]
 
 

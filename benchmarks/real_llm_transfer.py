@@ -77,7 +77,9 @@ Held-out benign anchors are the last ``--benign`` of these, so every benchmark k
 def heldout_anchors(embedded: list[str], count: int) -> list[str]:
     """The held-out benign anchors: the last ``count`` of the first :data:`FIRST_ANCHOR_SET` embedded anchors."""
     if len(embedded) < FIRST_ANCHOR_SET or count > FIRST_ANCHOR_SET:
-        raise ValueError(f"the embedded anchors must keep their first {FIRST_ANCHOR_SET}; got {len(embedded)}")
+        raise ValueError(
+            f"the embedded anchors must keep their first {FIRST_ANCHOR_SET}; got {len(embedded)}"
+        )
     return embedded[FIRST_ANCHOR_SET - count : FIRST_ANCHOR_SET]
 
 
@@ -194,7 +196,13 @@ def source_reference(model, tokenizer, layer, train, test, cache, source_key, ba
         def compute():
             return {
                 "f": extract_features(
-                    model, tokenizer, prompts, layer, batch_size=batch_size, progress=False, chat_template=chat
+                    model,
+                    tokenizer,
+                    prompts,
+                    layer,
+                    batch_size=batch_size,
+                    progress=False,
+                    chat_template=chat,
                 )
             }
 

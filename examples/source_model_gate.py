@@ -64,7 +64,14 @@ def tiny_setup():
     anchors = BenignPrompts(tuple(load_anchors()[:48]), "embedded anchors[:48]")
     config = BuildConfig(align="ridge", source_gate=True, gate_quantile=0.9)
     pack = build_pack(
-        model, tokenizer, pipe, pairs=pairs, anchors=anchors, config=config, source_id=source_id, progress=False
+        model,
+        tokenizer,
+        pipe,
+        pairs=pairs,
+        anchors=anchors,
+        config=config,
+        source_id=source_id,
+        progress=False,
     ).pack
     return pipe, call_kwargs, pack, (model, tokenizer)
 
@@ -83,7 +90,9 @@ def real_setup(args: argparse.Namespace):
         )
     pack = DirectionPack.from_pretrained(args.pack)
     if not pack.has_source_gate:
-        raise ValueError(f"{args.pack} carries no source-model gate; rebuild it with `safesteer build --source-gate`.")
+        raise ValueError(
+            f"{args.pack} carries no source-model gate; rebuild it with `safesteer build --source-gate`."
+        )
     gate_model = load_source(args.source, device=args.device)
     dtype = getattr(torch, args.dtype)
     pipe = DiffusionPipeline.from_pretrained(args.model, torch_dtype=dtype).to(args.device)

@@ -56,7 +56,9 @@ def negative_weights(hard: int, easy: int, share: float = HARD_NEGATIVE_SHARE) -
     """Per-row weights of ``hard`` hard negatives then ``easy`` other negatives: ``share`` of the total on the
     first group, the rest on the second (each group uniform; all on one group when the other is empty)."""
     if hard and easy:
-        return torch.cat([torch.full((hard,), share / hard), torch.full((easy,), (1 - share) / easy)]).double()
+        return torch.cat(
+            [torch.full((hard,), share / hard), torch.full((easy,), (1 - share) / easy)]
+        ).double()
     return torch.full((hard + easy,), 1.0 / max(hard + easy, 1), dtype=torch.float64)
 
 
@@ -101,7 +103,9 @@ def fit_logistic(
     if negative_weight is not None:
         negative_weight = negative_weight.double().flatten()
         if len(negative_weight) != len(negative) or not (
-            torch.isfinite(negative_weight).all() and (negative_weight >= 0).all() and negative_weight.sum() > 0
+            torch.isfinite(negative_weight).all()
+            and (negative_weight >= 0).all()
+            and negative_weight.sum() > 0
         ):
             raise ValueError(
                 f"fit_logistic: negative_weight must be {len(negative)} finite non-negative values with a positive "

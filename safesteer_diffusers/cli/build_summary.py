@@ -22,7 +22,9 @@ R2_MEANING = (
 _INDENT = "      "
 
 
-def build_summary(pack: Any, out: Path, written: Mapping[str, Path], *, code_target: str | None = None) -> str:
+def build_summary(
+    pack: Any, out: Path, written: Mapping[str, Path], *, code_target: str | None = None
+) -> str:
     """The closing summary of a build.
 
     Args:
@@ -110,7 +112,9 @@ def _alignment_lines(alignment: Mapping[str, Any], kind: str) -> list[str]:
             [str(info.get("method", "?"))]
             + ([f"cosine {float(cosine):.3f}"] if cosine is not None else [])
             + (
-                [f"{info['n_anchors']} {'' if info.get('anchors') in (None, 'all') else info['anchors'] + ' '}anchors"]
+                [
+                    f"{info['n_anchors']} {'' if info.get('anchors') in (None, 'all') else info['anchors'] + ' '}anchors"
+                ]
                 if info.get("n_anchors") is not None
                 else []
             )

@@ -108,7 +108,10 @@ def add_eval_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentPa
         "--wrap-kwarg gate=true (default: the gate on the text states)",
     )
     steer.add_argument(
-        "--gate-model-gguf-file", default=None, metavar="NAME", help="the .gguf file of --gate-model's folder or repo (default: none)"
+        "--gate-model-gguf-file",
+        default=None,
+        metavar="NAME",
+        help="the .gguf file of --gate-model's folder or repo (default: none)",
     )
 
     data = parser.add_argument_group("prompts")

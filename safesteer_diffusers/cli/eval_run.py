@@ -146,7 +146,9 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.gate_model:
         from safesteer_diffusers.build.model_loading import load_source
 
-        model, tokenizer = load_source(args.gate_model, gguf_file=args.gate_model_gguf_file, device=str(device))
+        model, tokenizer = load_source(
+            args.gate_model, gguf_file=args.gate_model_gguf_file, device=str(device)
+        )
         common["gate_model"] = (model, tokenizer)
     result = run_evaluation(
         pipe,

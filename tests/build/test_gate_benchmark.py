@@ -66,7 +66,11 @@ def test_recall_without_the_safe_rewrites_leaves_only_that_group_out(bench):
         assert result["roc"][fpr]["recall_all"] == 0.5
         # Without them (benign 0.5, 3.0) it is above 3.0: both unsafe prompts pass it.
         easier = result["roc_without_rewrites"][fpr]
-        assert easier["recall_all"] == 1.0 and easier["recall"] == {"violence": 1.0, "sexual": 1.0, "all": 1.0}
+        assert easier["recall_all"] == 1.0 and easier["recall"] == {
+            "violence": 1.0,
+            "sexual": 1.0,
+            "all": 1.0,
+        }
 
 
 def test_evasion_transforms_are_deterministic_and_leave_short_words(bench):

@@ -22,7 +22,9 @@ PROMPTS = ["a red fox in the snow", "a knight on a cliff at dawn, oil painting",
 def bench():
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        spec = importlib.util.spec_from_file_location("source_gate_framing", BENCHMARKS / "source_gate_framing.py")
+        spec = importlib.util.spec_from_file_location(
+            "source_gate_framing", BENCHMARKS / "source_gate_framing.py"
+        )
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module
@@ -33,8 +35,13 @@ def bench():
 @pytest.fixture(scope="module")
 def tied_lm():
     config = LlamaConfig(
-        vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=31, num_attention_heads=4,
-        num_key_value_heads=2, tie_word_embeddings=True,
+        vocab_size=300,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=31,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
     )  # fmt: skip  31 layers: the benchmark reads hidden states up to index 30
     torch.manual_seed(0)
     return LlamaForCausalLM(config).eval()
@@ -54,7 +61,9 @@ def test_framings_write_the_prompt_as_written_as_a_chat_turn_or_inside_the_quest
     assert "Answer Yes or No" in bench.ASK and "{prompt}" in bench.ASK
 
 
-def test_batched_features_equal_each_prompt_read_alone_and_zero_shot_is_the_tied_heads_log_odds(bench, tied_lm):
+def test_batched_features_equal_each_prompt_read_alone_and_zero_shot_is_the_tied_heads_log_odds(
+    bench, tied_lm
+):
     tokenizer = chat_tokenizer()
     out = bench.read_prompts(tied_lm.model, tokenizer, PROMPTS, "ask", batch_size=3)
     ids, _ = bench.framed(tokenizer, PROMPTS, "ask")
@@ -73,7 +82,11 @@ def test_batched_features_equal_each_prompt_read_alone_and_zero_shot_is_the_tied
 
 def test_cross_validated_recall_is_one_for_separable_rows_and_low_for_identical_classes(bench):
     generator = torch.Generator().manual_seed(0)
-    groups = {"train_unsafe": list(range(40)), "train_safe": list(range(40, 80)), "anchors": list(range(80, 480))}
+    groups = {
+        "train_unsafe": list(range(40)),
+        "train_safe": list(range(40, 80)),
+        "anchors": list(range(80, 480)),
+    }
     x = torch.randn(480, 6, generator=generator)
     separable = x.clone()
     separable[:40, 0] += 20.0

@@ -217,11 +217,15 @@ def test_source_gate_classifiers_weigh_the_safe_members_by_their_share_in_every_
     anchors = torch.randn(100, 5, generator=generator, dtype=torch.float64)
     unsafe = {"global": list(range(20, 40))}
     weights, scores = source_gate_vectors(pairs, unsafe, range(20), anchors, folds=4)
-    expected, _ = fit_logistic(pairs[20:], torch.cat([pairs[:20], anchors]), negative_weight=negative_weights(20, 100))
+    expected, _ = fit_logistic(
+        pairs[20:], torch.cat([pairs[:20], anchors]), negative_weight=negative_weights(20, 100)
+    )
     assert torch.allclose(weights["global"].double(), expected, atol=1e-5)
     benign = torch.cat([pairs[:20], anchors])
     held = torch.arange(120) % 4 == 1
     kept = torch.nonzero(~held).squeeze(1)
     hard = int((kept < 20).sum())
-    fold_weight, _ = fit_logistic(pairs[20:], benign[kept], negative_weight=negative_weights(hard, len(kept) - hard))
+    fold_weight, _ = fit_logistic(
+        pairs[20:], benign[kept], negative_weight=negative_weights(hard, len(kept) - hard)
+    )
     assert torch.allclose(scores[held, 0], benign[held] @ fold_weight.float().double(), atol=1e-5)

@@ -89,9 +89,16 @@ def test_cli_native_build_says_there_is_no_alignment(saved, tmp_path, capsys):
 def test_summary_names_the_anchors_that_fitted_the_map():
     from safesteer_diffusers.cli.build_summary import _alignment_lines
 
-    info = {"method": "svd", "heldout_r2": 0.5, "heldout_cosine": 0.7, "n_anchors": 1771, "anchors": "sensitive"}
-    assert "text_encoder 0.500 (svd, cosine 0.700, 1771 sensitive anchors)" in _alignment_lines(
-        {"text_encoder": info}, "transferred"
-    )[0]
+    info = {
+        "method": "svd",
+        "heldout_r2": 0.5,
+        "heldout_cosine": 0.7,
+        "n_anchors": 1771,
+        "anchors": "sensitive",
+    }
+    assert (
+        "text_encoder 0.500 (svd, cosine 0.700, 1771 sensitive anchors)"
+        in _alignment_lines({"text_encoder": info}, "transferred")[0]
+    )
     info["anchors"] = "all"
     assert "(svd, cosine 0.700, 1771 anchors)" in _alignment_lines({"text_encoder": info}, "transferred")[0]

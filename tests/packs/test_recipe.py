@@ -77,7 +77,10 @@ def test_recipe_errors_name_every_problem_and_the_fix():
     with pytest.raises(RecipeError) as error:
         recipe_from_dict(minimal(calibration={"source_gate": "yes", "source_gate_framing": "turns"}))
     message = str(error.value)
-    assert "calibration.source_gate: expected" in message and "'turns' is not one of auto, chat, plain" in message
+    assert (
+        "calibration.source_gate: expected" in message
+        and "'turns' is not one of auto, chat, plain" in message
+    )
     with pytest.raises(RecipeError, match="only applies with source_gate: true"):
         recipe_from_dict(minimal(calibration={"source_gate_framing": "plain"}))
     with pytest.raises(RecipeError, match="target: missing section"):

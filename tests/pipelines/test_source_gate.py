@@ -217,7 +217,9 @@ def test_bad_gate_models_and_packs_are_refused_before_anything_changes(setup):
         SafeSteer.wrap(pipe, pack, gate=True, gate_model=(other, tokenizer))
     no_template = chat_tokenizer()
     no_template.chat_template = None
-    with pytest.raises(ValueError, match="reads each prompt as a chat turn, but the gate_model tokenizer has no"):
+    with pytest.raises(
+        ValueError, match="reads each prompt as a chat turn, but the gate_model tokenizer has no"
+    ):
         SafeSteer.wrap(pipe, pack, gate=True, gate_model=(model, no_template))
     assert not SafeSteer.is_wrapped(pipe)
     wrapped = SafeSteer.wrap(pipe, pack, gate=True, gate_model=(model, tokenizer))
