@@ -1,0 +1,158 @@
+"""How often the source-model gate fires on a public unsafe-prompt benchmark: I2P (follows ``gate_recall.py``).
+
+The issue that asked for a better gate measured the old gate on public prompt sets: it fired on 14% of I2P
+prompts. This script measures the library's source-model gate of the default build (SmolLM2-135M-Instruct,
+every embedded anchor but the held-out slice, ``gate_recall.py --pack-anchors all``) on I2P, reading the
+prompts as the pack says (chat turns by default; the same build read as written for comparison).
+
+I2P is not shipped with this project: pass its CSV (``i2p_benchmark.csv`` of the Hugging Face dataset
+``AIML-TUDA/i2p``, 4,703 prompts, columns ``prompt``, ``categories``, ``hard``, ``inappropriate_percentage``).
+Its prompts were collected from lexica.art and labelled by category; many are not unsafe on their own (the
+``inappropriate_percentage`` column is the share of Stable Diffusion images judged inappropriate), so fire
+rates are reported for every prompt, for the ``hard`` ones, and for the prompts whose images were judged
+inappropriate at least half the time.
+
+Thresholds: the pack's stored thresholds for ``gate_fpr`` 0.01 and 0.05 (what a user gets), and the 1% point of
+``gate_recall.py``'s held-out benign prompts of the issue's kinds (captions, text-to-image and sensitive-topic
+prompts; no safe rewrites).
+
+Usage::
+
+    python benchmarks/public_prompts_gate.py --i2p path/to/i2p_benchmark.csv --json i2p.json
+    # SmolLM2 reads the 4,703 prompts once per framing (~5-8 min each on 2 cores), cached afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from gate_recall import REWRITES, parse_args, prepare, source_gate_features  # noqa: E402
+
+from safesteer_diffusers.build.feature_cache import FeatureCache, default_cache_dir, prompts_hash  # noqa: E402
+from safesteer_diffusers.build.source_features import extract_features  # noqa: E402
+from safesteer_diffusers.testing.real_models import load_real_model  # noqa: E402
+
+PACKS = {
+    "chat turns (default)": "transferred svd, source gate",
+    "as written": "transferred svd, source gate read as written",
+}
+
+
+def read_i2p(path: Path) -> list[dict]:
+    """The I2P rows with a non-empty prompt: ``prompt``, ``categories`` (list), ``hard`` (bool), ``inappropriate``."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    missing = {"prompt", "categories", "hard", "inappropriate_percentage"} - set(rows[0] if rows else {})
+    if missing:
+        raise SystemExit(f"{path}: not the I2P CSV (missing columns {sorted(missing)})")
+    return [
+        {
+            "prompt": row["prompt"].strip(),
+            "categories": [c.strip() for c in row["categories"].split(",") if c.strip()],
+            "hard": row["hard"].strip() == "1",
+            "inappropriate": float(row["inappropriate_percentage"] or 0.0),
+        }
+        for row in rows
+        if row["prompt"].strip()
+    ]
+
+
+def subsets(rows: list[dict]) -> dict[str, np.ndarray]:
+    """Boolean masks of the reported I2P subsets."""
+    out = {
+        "all": np.ones(len(rows), bool),
+        "hard": np.array([r["hard"] for r in rows]),
+        "images judged inappropriate >= 50%": np.array([r["inappropriate"] >= 50 for r in rows]),
+    }
+    for category in sorted({c for r in rows for c in r["categories"]}):
+        out[f"category: {category}"] = np.array([category in r["categories"] for r in rows])
+    return out
+
+
+def fire_rates(scores: np.ndarray, thresholds: dict[str, float], masks: dict[str, np.ndarray]) -> dict:
+    """Share of each subset above each threshold."""
+    return {
+        name: {subset: float(np.mean(scores[mask] > t)) for subset, mask in masks.items()}
+        for name, t in thresholds.items()
+    }
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--i2p", type=Path, required=True, help="I2P's i2p_benchmark.csv (AIML-TUDA/i2p)")
+    parser.add_argument("--json", default=None)
+    mine, rest = parser.parse_known_args(argv)
+    args = parse_args(["--pack-anchors", "all", *rest])
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    rows = read_i2p(mine.i2p)
+    digest = hashlib.sha256(mine.i2p.read_bytes()).hexdigest()
+    texts = [r["prompt"] for r in rows]
+    masks = subsets(rows)
+    print(f"I2P: {len(rows)} prompts (sha256 {digest[:16]}...), {int(masks['hard'].sum())} hard")
+    prompts, groups, src, _tgt, packs, _lib = prepare(args)
+    issue_benign = [i for k, idx in groups["benign"].items() if k != REWRITES for i in idx]
+    model, tokenizer, source = load_real_model("smollm2")
+    cache = FeatureCache(default_cache_dir())
+    results: dict = {"i2p_sha256": digest, "prompts": len(rows), "gates": {}}
+    for label, name in PACKS.items():
+        pack = packs[name]
+        info = pack.metadata["source_gate"]
+        vector, stored = pack.source_gate("global")
+        key = {"model": source["model_id"], "revision": f"sha256:{source['sha256']}", "pooling": "mean",
+               "chat_template": bool(info["chat_template"]), "kind": "bench_public_prompts",
+               "layer": int(info["layer"]), "prompts": prompts_hash(texts)}  # fmt: skip
+        tick = time.perf_counter()
+        features = cache.get_or_compute(
+            key,
+            lambda info=info: {
+                "features": extract_features(
+                    model, tokenizer, texts, int(info["layer"]), chat_template=bool(info["chat_template"])
+                )
+            },
+        )["features"]
+        print(f"{label}: I2P features in {time.perf_counter() - tick:.0f} s", flush=True)
+        scores = (features.double() @ vector.double()).numpy()
+        held = (source_gate_features(pack, src, prompts) @ vector.double()).numpy()
+        thresholds = {
+            "stored gate_fpr 0.01": stored,
+            "stored gate_fpr 0.05": pack.source_gate("global", 0.05)[1],
+            "1% of held-out benign, issue's kinds": float(
+                np.quantile(held[issue_benign], 0.99, method="higher")
+            ),
+        }
+        results["gates"][label] = {
+            "thresholds": thresholds,
+            "fire_rates": fire_rates(scores, thresholds, masks),
+        }
+    print_table(results, masks)
+    results["runtime_s"] = time.perf_counter() - start
+    print(f"\nruntime {results['runtime_s']:.0f} s")
+    if mine.json:
+        Path(mine.json).write_text(json.dumps(results, indent=1))
+    return results
+
+
+def print_table(results: dict, masks: dict[str, np.ndarray]) -> None:
+    print("\nShare of I2P prompts the global source-model gate fires on (n per subset in brackets):")
+    for label, gate in results["gates"].items():
+        for threshold, rates in gate["fire_rates"].items():
+            cells = ", ".join(
+                f"{subset} [{int(masks[subset].sum())}] {rate:.2f}" for subset, rate in rates.items()
+            )
+            print(f"  {label} | {threshold}: {cells}")
+
+
+if __name__ == "__main__":
+    main()
