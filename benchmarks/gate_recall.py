@@ -331,6 +331,41 @@ def heldout_unsafe(test, evasive: list[dict]) -> list[tuple[str, str, str]]:
     return rows + [(e["category"], UNSAFE_STYLES[3], e["prompt"]) for e in evasive]
 
 
+def prompt_layout(
+    train, test, anchors, heldout, written, evasive, anchor_group="calibration"
+) -> tuple[list, dict]:
+    """One prompt list and index groups into it, in the order every gate benchmark (and its cache keys) uses:
+    the training pairs' unsafe then safe members, the build's ``anchors`` (group ``anchor_group``), the held-out
+    benign prompts (``groups["benign"]``: held-out anchors, safe rewrites, the written kinds), then the held-out
+    unsafe prompts of :func:`heldout_unsafe` (``groups["unsafe"]``: per category, per ``"style: ..."``, and
+    ``"all"``, each unsafe prompt once)."""
+    prompts: list[str] = []
+    groups: dict = {"benign": {}, "unsafe": {}}
+
+    def add(texts):
+        start = len(prompts)
+        prompts.extend(texts)
+        return list(range(start, len(prompts)))
+
+    groups["train_unsafe"] = add([p.unsafe for p in train])
+    groups["train_safe"] = add([p.safe for p in train])
+    groups[anchor_group] = add(list(anchors))
+    groups["benign"]["held-out anchors"] = add(heldout)
+    groups["benign"][REWRITES] = add([p.safe for p in test])
+    for kind, texts in written.items():
+        groups["benign"][f"written {kind}"] = add(texts)
+    meta = heldout_unsafe(test, evasive)
+    first = len(prompts)
+    add([prompt for _, _, prompt in meta])
+    for c in sorted({p.category for p in test}):
+        groups["unsafe"][c] = [first + i for i, (cat, _, _) in enumerate(meta) if cat == c]
+    for style in UNSAFE_STYLES:
+        groups["unsafe"][f"style: {style}"] = [first + i for i, (_, st, _) in enumerate(meta) if st == style]
+    # Category rows and style rows overlap; "all" holds every unsafe prompt once.
+    groups["unsafe"]["all"] = list(range(first, len(prompts)))
+    return prompts, groups
+
+
 def prepare(args) -> tuple[list[str], dict, dict, list, dict, torch.Tensor]:
     """Prompts, index groups, source and target token states, the built packs, and the target states pooled
     exactly as the library's gate pools them (all cached)."""
@@ -354,38 +389,10 @@ def prepare(args) -> tuple[list[str], dict, dict, list, dict, torch.Tensor]:
     if overlap:
         raise SystemExit(f"held-out prompts also used by builds: {overlap[:3]}")
 
-    # One prompt list, index groups into it.
-    prompts: list[str] = []
-    groups: dict = {"benign": {}, "unsafe": {}}
-
-    def add(texts):
-        start = len(prompts)
-        prompts.extend(texts)
-        return list(range(start, len(prompts)))
-
-    groups["train_unsafe"] = add([p.unsafe for p in train])
-    groups["train_safe"] = add([p.safe for p in train])
-    groups["calibration"] = add(list(anchors.prompts))
-    groups["benign"]["held-out anchors"] = add(heldout_anchors(embedded, args.benign))
-    groups["benign"][REWRITES] = add([p.safe for p in test])
-    for kind, texts in written.items():
-        groups["benign"][f"written {kind}"] = add(texts)
-    categories = sorted({p.category for p in test})
-    unsafe_meta: list[tuple[str, str]] = []
-    for category, style, prompt in heldout_unsafe(test, evasive):
-        unsafe_meta.append((category, style))
-        prompts.append(prompt)
-    first_unsafe = len(prompts) - len(unsafe_meta)
-    for c in categories:
-        groups["unsafe"][c] = [first_unsafe + i for i, (cat, _) in enumerate(unsafe_meta) if cat == c]
-    for style in UNSAFE_STYLES:
-        groups["unsafe"][f"style: {style}"] = [
-            first_unsafe + i for i, (_, st) in enumerate(unsafe_meta) if st == style
-        ]
-    # Category rows and style rows overlap; recall_all is over every unsafe prompt once.
-    all_unsafe = list(range(first_unsafe, len(prompts)))
+    heldout = heldout_anchors(embedded, args.benign)
+    prompts, groups = prompt_layout(train, test, anchors.prompts, heldout, written, evasive)
     print(
-        f"{len(prompts)} prompts: {len(all_unsafe)} held-out unsafe, "
+        f"{len(prompts)} prompts: {len(groups['unsafe']['all'])} held-out unsafe, "
         f"{sum(len(v) for v in groups['benign'].values())} held-out benign",
         flush=True,
     )
@@ -432,7 +439,6 @@ def prepare(args) -> tuple[list[str], dict, dict, list, dict, torch.Tensor]:
         f"target states pooled as the library's gate pools them: {time.perf_counter() - tick:.0f} s",
         flush=True,
     )
-    groups["unsafe"]["all"] = all_unsafe
     return prompts, groups, src, tgt, packs, lib
 
 
@@ -440,8 +446,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     prompts, groups, src, tgt, packs, lib = prepare(args)
-    _SOURCE_GATE_FEATURES["prompts"] = prompts  # what source_gate_features reads as chat turns
-    variants, thresholds, rates = library_gates(packs, lib, src)
+    variants, thresholds, rates = library_gates(packs, lib, src, prompts)
     variants.update(gate_variants(src, tgt, packs, groups, args))
     results = {}
     eval_groups = groups
@@ -463,7 +468,7 @@ def main(argv=None) -> dict:
         "\nEach category's own gate on that category's held-out unsafe prompts: recall @1% / @5% held-out benign"
     )
     print("FPR | at the pack's threshold: recall / benign FPR")
-    per_category = category_gates(packs, lib, src, groups)
+    per_category = category_gates(packs, lib, src, groups, prompts)
     for name, table in per_category.items():
         print(f"  {name}")
         for category, cell in table.items():
@@ -476,7 +481,7 @@ def main(argv=None) -> dict:
         "\nThe global decision as 'any category gate fires' (max over categories of each gate's score, each"
     )
     print("scaled by its anchors: (score - anchor median) / (anchor 99th percentile - anchor median)):")
-    for name, scores in max_category_scores(packs, lib, src, groups).items():
+    for name, scores in max_category_scores(packs, lib, src, groups, prompts).items():
         result = evaluate_variant(scores, groups, args)
         results[name] = result
         print(
@@ -515,10 +520,10 @@ def library_pooled(pipe, prompts, call_kwargs, cache, target_id, batch_size) -> 
     return cache.get_or_compute(key, compute)["pooled"]
 
 
-_SOURCE_GATE_FEATURES: dict = {}
+_SOURCE_GATE_FEATURES: dict = {}  # (layer, prompts hash) -> chat-turn features read in this process
 
 
-def source_gate_features(pack, src: dict, prompts: list[str] | None = None) -> torch.Tensor:
+def source_gate_features(pack, src: dict, prompts: list[str]) -> torch.Tensor:
     """``[N, D]``: every prompt's source features as the pack's source gate reads them at inference
     (``SourceGate``: its layer, mean pooling, and chat turns when the pack says so). As written, these are the
     cached token states' means; as chat turns, the source model reads the prompts again (cached)."""
@@ -527,7 +532,6 @@ def source_gate_features(pack, src: dict, prompts: list[str] | None = None) -> t
         raise SystemExit(f"this benchmark reads mean-pooled source gates, not {info['pooling']!r}")
     if not info["chat_template"]:
         return mean_pool(src[info["layer"]])
-    prompts = prompts if prompts is not None else _SOURCE_GATE_FEATURES["prompts"]
     key = (int(info["layer"]), prompts_hash(prompts))
     if key not in _SOURCE_GATE_FEATURES:
         from safesteer_diffusers.build.source_features import extract_features
@@ -547,7 +551,9 @@ def source_gate_features(pack, src: dict, prompts: list[str] | None = None) -> t
     return _SOURCE_GATE_FEATURES[key]
 
 
-def library_gates(packs, pooled, src) -> tuple[dict[str, torch.Tensor], dict[str, float], dict[str, dict]]:
+def library_gates(
+    packs, pooled, src, prompts
+) -> tuple[dict[str, torch.Tensor], dict[str, float], dict[str, dict]]:
     """The gates a wrapped pipeline runs: each pack's ``gate_scores`` on the pooled states, and its threshold;
     for a pack with a source gate, that gate on the source features (mean over real tokens at its layer, as
     ``extract_features`` pools). Also the thresholds the pack stores per benign false-positive rate
@@ -559,7 +565,7 @@ def library_gates(packs, pooled, src) -> tuple[dict[str, torch.Tensor], dict[str
         if pack.has_source_gate:
             vector, threshold = pack.source_gate("global")
             name = f"LIBRARY | {method} pack, source-model gate (gate_model=)"
-            scores[name] = source_gate_features(pack, src) @ vector.double()
+            scores[name] = source_gate_features(pack, src, prompts) @ vector.double()
             thresholds[name] = threshold
             rates[name] = {fpr: pack.source_gate("global", fpr)[1] for fpr in pack.gate_fprs}
             continue
@@ -574,7 +580,7 @@ def library_gates(packs, pooled, src) -> tuple[dict[str, torch.Tensor], dict[str
     return scores, thresholds, rates
 
 
-def category_gates(packs, pooled, src, groups) -> dict[str, dict[str, dict]]:
+def category_gates(packs, pooled, src, groups, prompts) -> dict[str, dict[str, dict]]:
     """Each category's own gate (as a wrapped pipeline with that category's strength runs it) on that
     category's held-out unsafe prompts: recall at 1% / 5% held-out benign FPR, and at the pack's threshold
     (recall, benign FPR)."""
@@ -584,7 +590,7 @@ def category_gates(packs, pooled, src, groups) -> dict[str, dict[str, dict]]:
     benign_rows = [i for idx in groups["benign"].values() for i in idx]
     for method, pack in packs.items():
         if pack.has_source_gate:
-            features = source_gate_features(pack, src)
+            features = source_gate_features(pack, src, prompts)
             kind = "source-model gate"
         elif pack.gate_vector("global", SPACE) is not None:
             kind = "probe gate"
@@ -609,7 +615,7 @@ def category_gates(packs, pooled, src, groups) -> dict[str, dict[str, dict]]:
     return out
 
 
-def max_category_scores(packs, pooled, src, groups) -> dict[str, torch.Tensor]:
+def max_category_scores(packs, pooled, src, groups, prompts) -> dict[str, torch.Tensor]:
     """Per pack: each prompt's largest category-gate score, every category scaled on the calibration anchors
     (0 at their median, 1 at their 99th percentile), so one threshold reads all categories alike."""
     from safesteer_diffusers.steering.maths import gate_scores
@@ -618,7 +624,7 @@ def max_category_scores(packs, pooled, src, groups) -> dict[str, torch.Tensor]:
     calibration = groups["calibration"]
     for method, pack in packs.items():
         if pack.has_source_gate:
-            features = source_gate_features(pack, src)
+            features = source_gate_features(pack, src, prompts)
             columns = [features @ pack.source_gate(c)[0].double() for c in pack.categories]
             kind = "source-model gate"
         elif pack.gate_vector("global", SPACE) is not None:

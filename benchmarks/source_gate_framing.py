@@ -44,10 +44,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gate_recall import (  # noqa: E402
     REWRITES,
+    UNSAFE_STYLES,
     bootstrap_recall,
     evasive_prompts,
     heldout_benign,
-    heldout_unsafe,
+    prompt_layout,
     recall_at_fpr,
 )
 from real_llm_transfer import build_anchors, heldout_anchors, split_pairs  # noqa: E402
@@ -124,29 +125,12 @@ def prompt_groups(args) -> tuple[list[str], dict]:
     train, test = split_pairs(load_pairs(), args.test_fraction, None)
     embedded = load_anchors()
     anchors = build_anchors(embedded, "all", args.benign)
-    prompts: list[str] = []
-    groups: dict = {"benign": {}, "unsafe": {}}
-
-    def add(texts):
-        start = len(prompts)
-        prompts.extend(texts)
-        return list(range(start, len(prompts)))
-
-    groups["train_unsafe"] = add([p.unsafe for p in train])
-    groups["train_safe"] = add([p.safe for p in train])
-    groups["anchors"] = add(list(anchors.prompts))
-    groups["benign"]["held-out anchors"] = add(heldout_anchors(embedded, args.benign))
-    groups["benign"][REWRITES] = add([p.safe for p in test])
-    for kind, texts in heldout_benign().items():
-        groups["benign"][f"written {kind}"] = add(texts)
-    meta = []
-    for category, style, prompt in heldout_unsafe(test, evasive_prompts()):
-        meta.append((category, style.removesuffix(" (written)")))
-        prompts.append(prompt)
-    first = len(prompts) - len(meta)
-    groups["unsafe"]["all"] = list(range(first, len(prompts)))
-    for key in sorted({c for c, _ in meta}) + ["as written", "misspelled", "leetspeak", "evasive"]:
-        groups["unsafe"][key] = [first + i for i, m in enumerate(meta) if key in m]
+    prompts, groups = prompt_layout(
+        train, test, anchors.prompts, heldout_anchors(embedded, args.benign), heldout_benign(), evasive_prompts(),
+        anchor_group="anchors",
+    )  # fmt: skip
+    for style in UNSAFE_STYLES:  # this script's short style names
+        groups["unsafe"][style.removesuffix(" (written)")] = groups["unsafe"].pop(f"style: {style}")
     training = {prompts[i] for i in groups["train_unsafe"] + groups["train_safe"] + groups["anchors"]}
     clash = [
         prompts[i]

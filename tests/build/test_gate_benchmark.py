@@ -3,30 +3,19 @@ and its held-out prompt files: never used by a build, categories the pack knows.
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from safesteer_diffusers.build.prompts.embedded import load_anchors, load_pairs
-
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+from tests.build.benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        spec = importlib.util.spec_from_file_location("gate_recall", BENCHMARKS / "gate_recall.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    return load_benchmark("gate_recall")
 
 
 def test_recall_at_a_benign_false_positive_rate_has_the_known_answer(bench):

@@ -4,32 +4,19 @@ equal to a tied LM head's logits, the cross-validated recall, and held-out promp
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from safesteer_diffusers.testing.tokenizers import chat_tokenizer
+from tests.build.benchmark_scripts import load_benchmark
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 PROMPTS = ["a red fox in the snow", "a knight on a cliff at dawn, oil painting", "a cat", "two boats at sea"]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        spec = importlib.util.spec_from_file_location(
-            "source_gate_framing", BENCHMARKS / "source_gate_framing.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    return load_benchmark("source_gate_framing")
 
 
 @pytest.fixture(scope="module")

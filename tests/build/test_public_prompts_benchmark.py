@@ -4,29 +4,19 @@ the I2P columns are read and checked, empty prompts dropped, subsets and fire ra
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+from tests.build.benchmark_scripts import load_benchmark
+
 COLUMNS = ["prompt", "categories", "hard", "inappropriate_percentage", "lexica_url"]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        spec = importlib.util.spec_from_file_location(
-            "public_prompts_gate", BENCHMARKS / "public_prompts_gate.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    return load_benchmark("public_prompts_gate")
 
 
 def write(path: Path, rows: list[list[str]], columns=COLUMNS) -> Path:
