@@ -200,3 +200,17 @@ def _token_rows(states: object, mask: torch.Tensor | None, dim: int | None) -> t
     if not torch.isfinite(states).all():
         raise ValueError("anchor_states contain NaN or infinite values; recompute them (fp16 overflow?).")
     return states
+
+
+GATE_FPRS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1)
+"""The benign false-positive rates a built pack stores gate thresholds for (``gate_fpr=`` at wrap time)."""
+
+
+def fpr_thresholds(benign_scores: torch.Tensor, names: list[str]) -> dict[str, dict[str, float]]:
+    """``{"<rate>": {name: the (1 - rate) quantile of the benign scores}}`` for every rate of GATE_FPRS."""
+    return {
+        f"{fpr:g}": dict(
+            zip(names, torch.quantile(benign_scores.double(), 1.0 - fpr, dim=0).tolist(), strict=True)
+        )
+        for fpr in GATE_FPRS
+    }

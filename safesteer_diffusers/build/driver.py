@@ -29,19 +29,22 @@ import torch
 from safesteer_diffusers.build.prompts.readers import PromptPair
 from safesteer_diffusers.packs.direction_pack import DirectionPack
 from safesteer_diffusers.packs.format import GLOBAL
-from safesteer_diffusers.packs.recipe import GATE_KINDS, SOURCE_GATE_FRAMINGS
+from safesteer_diffusers.packs.recipe import GATE_KINDS
 from safesteer_diffusers.pipelines.encoding import encode_for_denoiser, space_states
 from safesteer_diffusers.pipelines.registry import target_for
 from safesteer_diffusers.steering.maths import direction_gate_vectors, gate_scores, masked_mean
 from safesteer_diffusers.utils.distributed import sharded
 from safesteer_diffusers.version import __version__
 
+from . import source_gate_fit
 from .alignment import fit_alignment
+from .calibration import fpr_thresholds
 from .contrast import ContrastPrompts
 from .directions import estimate_directions
 from .feature_cache import FeatureCache, prompts_hash, source_key
-from .gate_probe import carried_gate_vectors, source_gate_vectors
-from .source_features import apply_chat_template, extract_all_layers, extract_features
+from .gate_probe import carried_gate_vectors
+from .gate_prompts import GatePrompts
+from .source_features import apply_chat_template, extract_all_layers
 from .target_statistics import BenignPrompts, SpaceStatistics, anchor_statistics
 
 
@@ -118,6 +121,7 @@ def build_pack(
     progress: bool = True,
     source_chat_template: bool = False,
     source_identity: Mapping[str, str] | None = None,
+    source_gate_prompts: GatePrompts | None = None,
 ) -> BuildResult:
     """Build a transferred pack: the target side sees benign anchors only.
 
@@ -137,13 +141,17 @@ def build_pack(
         source_identity: what identifies a GGUF source's file, ``{"gguf_file", "gguf_sha256"}`` (the identity
             :func:`~safesteer_diffusers.build.model_loading.load_source_identified` returns, less its
             ``revision``); recorded under ``source`` and part of the feature cache key.
+        source_gate_prompts: unsafe prompts for the source-model gate alone
+            (:class:`~safesteer_diffusers.build.gate_prompts.GatePrompts`): read by the source model only, they
+            fit a second gate head per direction; the pack records their count and hash, never their text.
 
     Returns:
         :class:`BuildResult` with the pack and a JSON-ready report.
 
     Raises:
         ValueError: ``source_chat_template`` with a tokenizer that has no chat template; an unknown
-            ``source_identity`` key.
+            ``source_identity`` key; ``source_gate_prompts`` without ``config.source_gate``, with labels the
+            build has no category for, or equal to a benign prompt of the build.
 
     Example:
         >>> result = build_pack(llm, tok, pipe, source_id="Qwen/Qwen2.5-0.5B", target_id="black-forest-labs/FLUX.1-schnell")
@@ -161,7 +169,13 @@ def build_pack(
     identity = _source_identity(source_identity)
     if source_chat_template:  # fail before any model runs, and also when every feature is cached
         apply_chat_template(source_tokenizer, contrast.prompts[:1])
-    gate_chat_template = _source_gate_chat_template(config, source_tokenizer)
+    gate_chat_template = source_gate_fit.source_gate_chat_template(config, source_tokenizer)
+    source_gate_fit.check_gate_prompts(
+        source_gate_prompts,
+        config,
+        [GLOBAL, *dict.fromkeys(contrast.unsafe_categories)],
+        {"anchors": list(anchors.prompts), "safe members of the pairs": list(contrast.safe)},
+    )
     source = source_key(
         source_id or type(source_model).__name__,
         source_revision,
@@ -184,7 +198,7 @@ def build_pack(
     source_anchor_features = cache.get_or_compute(
         {**source, "kind": "anchors", "layer": estimate.layer, "prompts": prompts_hash(anchors.prompts)},
         lambda: {
-            "features": _layer_features(
+            "features": source_gate_fit.layer_features(
                 source_model,
                 source_tokenizer,
                 anchors.prompts,
@@ -231,24 +245,23 @@ def build_pack(
         tick = time.perf_counter()
         gate_features, gate_anchor_features = layer_features[estimate.layer], source_anchor_features
         if gate_chat_template != source_chat_template:  # the gate reads prompts its own way
-            gate_features, gate_anchor_features = _source_gate_features(
+            gate_features, gate_anchor_features = source_gate_fit.gate_features(
                 source_model, source_tokenizer, contrast, anchors, estimate.layer, config, cache, source,
                 progress, gate_chat_template,
             )  # fmt: skip
-        weights, benign_scores = source_gate_vectors(gate_features, *gate_rows, gate_anchor_features)
-        quantiles = torch.quantile(benign_scores, config.gate_quantile, dim=0).tolist()
-        source_gate = {
-            "vectors": weights,
-            "thresholds": dict(zip(weights, quantiles, strict=True)),
-            "info": {
-                "layer": int(estimate.layer),
-                "pooling": config.pooling,
-                "chat_template": bool(gate_chat_template),
-                "dim": int(next(iter(weights.values())).shape[0]),
-                "quantile": config.gate_quantile,
-                "fpr_thresholds": _fpr_thresholds(benign_scores, list(weights)),
-            },
-        }
+        source_gate = source_gate_fit.fit_source_gate(
+            source_model,
+            source_tokenizer,
+            features=(gate_features, gate_anchor_features),
+            rows=gate_rows,
+            layer=estimate.layer,
+            chat_template=gate_chat_template,
+            gate_prompts=source_gate_prompts,
+            config=config,
+            cache=cache,
+            source=source,
+            progress=progress,
+        )
         timings["source_gate_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - started
 
@@ -403,60 +416,6 @@ def _source_identity(identity: Mapping[str, str] | None) -> dict[str, str]:
     return identity
 
 
-def _source_gate_chat_template(config: BuildConfig, tokenizer: Any) -> bool:
-    """Whether the source gate reads prompts as chat turns (:attr:`BuildConfig.source_gate_framing`); checked
-    before any model runs."""
-    framing = config.source_gate_framing
-    if framing not in SOURCE_GATE_FRAMINGS:
-        raise ValueError(
-            f"BuildConfig.source_gate_framing must be one of {SOURCE_GATE_FRAMINGS}, got {framing!r}."
-        )
-    if not config.source_gate:
-        if framing != "auto":
-            raise ValueError(
-                f"BuildConfig.source_gate_framing={framing!r} only applies to a source-model gate; set "
-                "source_gate=True (--source-gate), or leave the framing at 'auto'."
-            )
-        return False
-    if framing == "chat":
-        apply_chat_template(tokenizer, ["a red fox"])  # raises, saying how to fix it, without a template
-        return True
-    return framing == "auto" and bool(getattr(tokenizer, "chat_template", None))
-
-
-def _source_gate_features(model, tokenizer, contrast, anchors, layer, config, cache, source, progress, chat):
-    """The pairs' and the anchors' source features at ``layer``, read as the source gate reads prompts."""
-    key = {**source, "chat_template": chat, "kind": "source_gate", "layer": int(layer)}
-
-    def read(prompts):
-        return {"features": _layer_features(model, tokenizer, prompts, layer, config, progress, chat)}
-
-    pairs = cache.get_or_compute(
-        {**key, "prompts": prompts_hash(contrast.prompts)}, lambda: read(contrast.prompts)
-    )["features"]
-    anchor_features = cache.get_or_compute(
-        {**key, "prompts": prompts_hash(anchors.prompts)}, lambda: read(anchors.prompts)
-    )["features"]
-    return pairs, anchor_features
-
-
-def _layer_features(model, tokenizer, prompts, layer, config, progress, chat_template) -> torch.Tensor:
-    """``extract_features`` at one layer, with the build's pooling and batch size, sharded over processes."""
-    return sharded(
-        list(prompts),
-        lambda part: extract_features(
-            model,
-            tokenizer,
-            part,
-            layer,
-            pooling=config.pooling,
-            batch_size=config.batch_size,
-            progress=progress,
-            chat_template=chat_template,
-        ),
-    )
-
-
 def _source_layer_features(
     model, tokenizer, contrast, config, cache, source, progress, chat_template
 ) -> dict[int, torch.Tensor]:
@@ -564,20 +523,6 @@ def alignment_rows(anchors: BenignPrompts, align_on: str) -> tuple[list[int] | N
     return (None, "all") if len(rows) == len(anchors.prompts) else (rows, align_on)
 
 
-GATE_FPRS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1)
-"""The benign false-positive rates a built pack stores gate thresholds for (``gate_fpr=`` at wrap time)."""
-
-
-def _fpr_thresholds(benign_scores: torch.Tensor, names: list[str]) -> dict[str, dict[str, float]]:
-    """``{"<rate>": {name: the (1 - rate) quantile of the benign scores}}`` for every rate of GATE_FPRS."""
-    return {
-        f"{fpr:g}": dict(
-            zip(names, torch.quantile(benign_scores.double(), 1.0 - fpr, dim=0).tolist(), strict=True)
-        )
-        for fpr in GATE_FPRS
-    }
-
-
 def _gate_rows(contrast: ContrastPrompts, names) -> tuple[dict[str, list[int]], list[int]]:
     """Rows of the contrast features: each direction's unsafe prompts (all for ``global``), the benign ones."""
     first_unsafe = len(contrast.safe)
@@ -654,7 +599,7 @@ def _assemble(
         quantiles = torch.quantile(anchor_scores, config.gate_quantile, dim=0)
         for name, value in zip(names, quantiles.tolist(), strict=True):
             thresholds[name][space] = value
-        for level, values in _fpr_thresholds(anchor_scores, names).items():
+        for level, values in fpr_thresholds(anchor_scores, names).items():
             for name, value in values.items():
                 by_fpr.setdefault(level, {}).setdefault(name, {})[space] = value
     spec = target_for(pipe)
@@ -677,7 +622,7 @@ def _assemble(
         gate_vectors=gate_vectors or None,
         source_gate_tensors=None
         if source_gate is None
-        else (source_gate["vectors"], source_gate["thresholds"]),
+        else (source_gate["vectors"], source_gate["thresholds"], source_gate["biases"]),
         centers={space: stats.token_mean for space, stats in statistics.items()},
         kind=kind,
         source=source_meta,

@@ -36,6 +36,7 @@ __all__ = [
     "carried_gate_vectors",
     "fit_logistic",
     "fit_reverse_map",
+    "source_gate_heads",
     "source_gate_vectors",
 ]
 
@@ -269,3 +270,75 @@ def source_gate_vectors(
         fitted = fit(torch.nonzero(~held).squeeze(1)) if folds > 1 else weights
         scores[held] = benign[held] @ torch.stack([fitted[n].float() for n in unsafe_rows]).double().T
     return weights, scores
+
+
+def source_gate_heads(
+    source_features: torch.Tensor,
+    unsafe_rows: dict[str, Sequence[int]],
+    benign_rows: Sequence[int],
+    source_anchor_features: torch.Tensor,
+    supplied_features: torch.Tensor | None = None,
+    supplied_rows: dict[str, Sequence[int]] | None = None,
+    *,
+    match_quantile: float = 0.99,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
+    """The source-model gate with a second head per direction fitted on unsafe prompts the builder supplied.
+
+    Head 0 is :func:`source_gate_vectors` (the pairs' unsafe members against benign text). Head 1, for each
+    direction in ``supplied_rows``, is the same classifier fitted on those supplied prompts instead, against
+    the same benign rows with the same folds. It is rescaled so its cross-fitted benign scores have head 0's
+    median and ``match_quantile`` quantile (an affine map: weight ``a * w``, bias ``c``), so that neither head
+    dominates the union at the operating point. Why a second head instead of more positives for one: on
+    public I2P prompts, mixing their style into one classifier's positives lost 25 points of recall on the
+    pairs' style, while the union kept both (docs/method.md 6.5.3).
+
+    Returns:
+        ``({name: [H, Ds] float32 heads}, {name: [H] float32 biases}, [B + A, K] float64)``: heads and biases
+        per direction (``H`` = 1 without supplied rows), and the cross-fitted benign scores of the union
+        (:func:`~safesteer_diffusers.steering.maths.source_gate_scores`) that set the thresholds.
+    """
+    weights, scores = source_gate_vectors(source_features, unsafe_rows, benign_rows, source_anchor_features)
+    heads = {name: weight[None] for name, weight in weights.items()}
+    biases = {name: torch.zeros(1) for name in weights}
+    supplied_rows = {name: rows for name, rows in (supplied_rows or {}).items() if rows}
+    if not supplied_rows:
+        return heads, biases, scores
+    if supplied_features is None:
+        raise ValueError("supplied_rows were given without supplied_features.")
+    unknown = sorted(set(supplied_rows) - set(unsafe_rows))
+    if unknown:
+        raise ValueError(
+            f"supplied_rows name {unknown}, which are not directions of the gate ({list(unsafe_rows)})."
+        )
+    # The supplied prompts go after the contrast rows, so the benign rows (and their folds) are the same.
+    offset = len(source_features)
+    stacked = torch.cat([source_features.double(), supplied_features.double()])
+    extra_rows = {name: [offset + i for i in rows] for name, rows in supplied_rows.items()}
+    extra_weights, extra_scores = source_gate_vectors(
+        stacked, extra_rows, benign_rows, source_anchor_features
+    )
+    names = list(unsafe_rows)
+    union = scores.clone()
+    for j, name in enumerate(extra_rows):
+        k = names.index(name)
+        a, c = _matched_scale(scores[:, k], extra_scores[:, j], match_quantile)
+        head = (a * extra_weights[name].double()).float()
+        heads[name] = torch.stack([weights[name], head])
+        biases[name] = torch.tensor([0.0, c], dtype=torch.float32)
+        # Cross-fitted union: each head's cross-fitted benign score, head 1 on its stored scale.
+        union[:, k] = torch.maximum(scores[:, k], a * extra_scores[:, j] + float(biases[name][1]))
+    return heads, biases, union
+
+
+def _matched_scale(reference: torch.Tensor, other: torch.Tensor, quantile: float) -> tuple[float, float]:
+    """``(a, c)`` with ``a * other + c`` matching ``reference`` at the median and at ``quantile``."""
+    levels = torch.tensor([0.5, quantile], dtype=torch.float64)
+    ref_low, ref_high = torch.quantile(reference.double(), levels).tolist()
+    low, high = torch.quantile(other.double(), levels).tolist()
+    if not (high > low and ref_high > ref_low):
+        raise ValueError(
+            "The supplied prompts' gate head scores every benign prompt alike (its median and "
+            f"{quantile:g} quantile are equal), so it cannot be calibrated. Supply more varied unsafe prompts."
+        )
+    a = (ref_high - ref_low) / (high - low)
+    return a, ref_low - a * low

@@ -45,6 +45,7 @@ _RECIPE_FIXES = (
     "gate",
     "source_gate",
     "source_gate_framing",
+    "source_gate_prompts",
 )
 """Flags (as ``args`` attributes) that a recipe fixes, so they cannot be combined with ``--recipe``."""
 _SOURCE = "a transformers model folder, a .gguf file or a Hub repo id"
@@ -147,6 +148,14 @@ def register_build(commands: argparse._SubParsersAction) -> argparse.ArgumentPar
         help="how the source gate's model reads a prompt: chat (as one user turn of its chat template), plain "
         "(as written) or auto (default: chat when the source tokenizer has a chat template); with --source-gate",
     )
+    build.add_argument(
+        "--source-gate-prompts",
+        default=None,
+        metavar="FILE",
+        help="unsafe prompts for the source gate alone (.txt one per line, or CSV/JSONL with a prompt column and "
+        "optional I2P-style categories): read by the source model only, they fit a second gate head; the pack "
+        "records their count and hash, not the text; with --source-gate",
+    )
     build.add_argument("--seed", type=int, default=0, help="seed of the held-out splits and the fits")
     build.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="prompts per forward pass")
     build.add_argument(
@@ -207,9 +216,10 @@ def _check_references(args: argparse.Namespace) -> None:
         args.target = resolve_model(args.target, flag="--target", what=_TARGET, noun="target pipeline")
     if args.source:
         args.source = resolve_model(args.source, flag="--source", what=_SOURCE, noun="source model")
-    for flag in ("pairs", "anchors"):
+    for flag in ("pairs", "anchors", "source_gate_prompts"):
         if getattr(args, flag):
-            setattr(args, flag, resolve_data(getattr(args, flag), flag=f"--{flag}", what=_PROMPTS))
+            name = f"--{flag.replace('_', '-')}"
+            setattr(args, flag, resolve_data(getattr(args, flag), flag=name, what=_PROMPTS))
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -227,6 +237,7 @@ def _build(args: argparse.Namespace) -> int:
             ("--source-chat-template", args.source_chat_template),
             ("--source-gate", args.source_gate),
             ("--source-gate-framing", args.source_gate_framing),
+            ("--source-gate-prompts", args.source_gate_prompts),
         )
         if given
     ]
@@ -241,6 +252,7 @@ def _build(args: argparse.Namespace) -> int:
 
     from safesteer_diffusers.build.driver import BuildConfig, build_native_pack, build_pack
     from safesteer_diffusers.build.feature_cache import FeatureCache, default_cache_dir
+    from safesteer_diffusers.build.gate_prompts import GatePrompts
     from safesteer_diffusers.build.model_loading import (
         load_code_target,
         load_source_identified,
@@ -270,6 +282,7 @@ def _build(args: argparse.Namespace) -> int:
     anchors = None
     if args.anchors:
         anchors = BenignPrompts(tuple(r.prompt for r in read_prompts(args.anchors)), str(args.anchors))
+    gate_prompts = GatePrompts.read(args.source_gate_prompts) if args.source_gate_prompts else None
     cache = FeatureCache(None if args.no_cache else (args.cache_dir or default_cache_dir()))
     target_id = args.target
     with _loading(args.target, "target pipeline", "--target"):
@@ -306,6 +319,7 @@ def _build(args: argparse.Namespace) -> int:
             cache=cache,
             source_chat_template=args.source_chat_template,
             source_identity=identity,
+            source_gate_prompts=gate_prompts,
         )
     out = Path(args.out)
     written = {"pack": result.pack.save_pretrained(out)}

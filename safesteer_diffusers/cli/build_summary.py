@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from safesteer_diffusers.packs.inspect import supplied_gate_lines
+
 __all__ = ["build_summary"]
 
 AUROC_MEANING = (
@@ -134,5 +136,6 @@ def _source_gate_lines(metadata: Mapping[str, Any], out: Path) -> list[str]:
     return [
         f"  with its source-model gate (the source reads each prompt {reads}): SafeSteer.wrap(pipe, "
         f"{str(out)!r}, strength=3.0, gate=True, gate_model=(model, tokenizer)), model and tokenizer loaded from "
-        f"{source}; in safesteer eval: --wrap-kwarg gate=true --gate-model {shlex.quote(str(source))}"
+        f"{source}; in safesteer eval: --wrap-kwarg gate=true --gate-model {shlex.quote(str(source))}",
+        *supplied_gate_lines(gate, "  "),
     ]

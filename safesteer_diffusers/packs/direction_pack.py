@@ -17,8 +17,10 @@ File layout (format version 1)::
     category.<name>.<space>     [D]   float32
     gate.<direction>.<space>    []    float32   optional: fires when the prompt's score exceeds it
     gate_vector.<direction>.<space>  [D]  float32  optional: the gate scores along it (beside its threshold)
-    source_gate.<direction>     [Ds]  float32   optional: a gate scored in the source model (metadata source_gate)
+    source_gate.<direction>     [Ds] or [H, Ds]  float32  optional: a gate scored in the source model (metadata
+                                source_gate); H heads, the largest head score decides
     source_gate_threshold.<direction>  []  float32
+    source_gate_bias.<direction>  [H]  float32  beside a [H, Ds] gate: each head's bias
     center.<space>              [D]   float32   optional: benign mean token state
 """
 
@@ -77,7 +79,7 @@ class DirectionPack:
         thresholds: Mapping[str, Mapping[str, float]] | None = None,
         centers: Mapping[str, torch.Tensor] | None = None,
         gate_vectors: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
-        source_gate: tuple[Mapping[str, torch.Tensor], Mapping[str, float]] | None = None,
+        source_gate: tuple[Mapping[str, torch.Tensor], ...] | None = None,
     ):
         # Every rule lives in packs/validation.py (tensors) or packs/metadata_rules.py and raises
         # InvalidPackError; a pack that constructs saves to a file that loads back equal.
@@ -85,13 +87,17 @@ class DirectionPack:
         self._thresholds = check_thresholds(thresholds, self.names, self.spaces)
         self._centers = check_centers(centers, self.spaces)
         self._gate_vectors = check_gate_vectors(gate_vectors, self._thresholds, self.spaces)
-        self._source_gate = check_source_gate(*(source_gate or (None, None)), self.names)
+        self._source_gate = check_source_gate(*(source_gate or (None, None)), names=self.names)
         check_tensor_count(
             sum(map(len, self._vectors.values()))
             + sum(map(len, self._thresholds.values()))
             + len(self._centers)
             + sum(map(len, self._gate_vectors.values()))
             + 2 * len(self._source_gate[0])
+            + sum(
+                bool(biases.any()) or len(self._source_gate[0][n]) > 1
+                for n, biases in self._source_gate[2].items()
+            )
         )
         self._metadata = check_metadata(metadata, names=self.names, spaces=self.spaces, stacklevel=3)
         _check_source_gate_metadata(self._source_gate[0], self._metadata)
@@ -106,7 +112,7 @@ class DirectionPack:
         thresholds: Mapping[str, Mapping[str, float]] | None = None,
         centers: Mapping[str, torch.Tensor] | None = None,
         gate_vectors: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
-        source_gate_tensors: tuple[Mapping[str, torch.Tensor], Mapping[str, float]] | None = None,
+        source_gate_tensors: tuple[Mapping[str, torch.Tensor], ...] | None = None,
         **metadata,
     ) -> DirectionPack:
         """Make a pack from in-memory vectors.
@@ -118,9 +124,11 @@ class DirectionPack:
             centers: optional benign mean token state per space (used by ``mode="project"``).
             gate_vectors: optional vectors the gate scores along, direction name -> {space: 1-D tensor}, each
                 beside its threshold (without one, the gate scores along the unsafe side of the direction).
-            source_gate_tensors: optional ``({direction: [Ds] vector}, {direction: threshold})``: a gate
-                scored in the source model (``features . vector > threshold``); needs the ``source_gate``
-                metadata entry (``layer``, ``pooling``, ``chat_template``, ``dim``, ``quantile``).
+            source_gate_tensors: optional ``({direction: [Ds] vector or [H, Ds] heads}, {direction:
+                threshold})``, optionally with a third ``{direction: [H] biases}``: a gate scored in the source
+                model (fires when the largest ``features . head + bias`` exceeds the threshold); needs the
+                ``source_gate`` metadata entry (``layer``, ``pooling``, ``chat_template``, ``dim``,
+                ``quantile``; ``heads`` when a direction has several).
             **metadata: pack metadata (``kind``, ``source``, ``target``, ``provenance``, ``alignment``,
                 ``default_strengths``, ...). ``format_version`` and ``library_version`` are filled in;
                 ``kind`` defaults to ``"manual"``, ``source``/``target``/``provenance`` to ``{}``.
@@ -220,19 +228,46 @@ class DirectionPack:
         return bool(self._source_gate[0])
 
     def source_gate(self, name: str, fpr: float | None = None) -> tuple[torch.Tensor, float | None] | None:
-        """``(vector [Ds], threshold)`` of direction ``name``'s source-model gate, or ``None``.
+        """``(vector [Ds], threshold)`` of direction ``name``'s one-head source-model gate, or ``None``.
 
         ``fpr``: the threshold for that benign false-positive rate (metadata ``source_gate.fpr_thresholds``;
         ``None`` as the threshold when the pack has no such level).
+
+        Raises:
+            ValueError: the gate has several heads or a bias (one vector would score less than the gate
+                does); use :meth:`source_gate_heads`.
+        """
+        gate = self.source_gate_heads(name, fpr)
+        if gate is None:
+            return None
+        heads, biases, threshold = gate
+        if len(heads) > 1 or bool(biases.any()):
+            raise ValueError(
+                f"The source gate of {name!r} has {len(heads)} heads with biases (the largest head score "
+                "decides); one vector cannot score it. Use pack.source_gate_heads(name) and "
+                "safesteer_diffusers.steering.maths.source_gate_scores."
+            )
+        return heads[0], threshold
+
+    def source_gate_heads(
+        self, name: str, fpr: float | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, float | None] | None:
+        """``(heads [H, Ds], biases [H], threshold)`` of direction ``name``'s source-model gate, or ``None``.
+
+        The gate's score of a prompt is the largest ``features . heads[h] + biases[h]``
+        (:func:`~safesteer_diffusers.steering.maths.source_gate_scores`); it fires above the threshold.
+        ``fpr``: the threshold for that benign false-positive rate (``None`` as the threshold when the pack
+        has no such level).
         """
         self._check_name(name)
-        vector = self._source_gate[0].get(name)
-        if vector is None:
+        heads = self._source_gate[0].get(name)
+        if heads is None:
             return None
+        biases = self._source_gate[2][name].clone()
         if fpr is None:
-            return vector.clone(), self._source_gate[1][name]
+            return heads.clone(), biases, self._source_gate[1][name]
         level = _fpr_level(self._metadata.get("source_gate", {}).get("fpr_thresholds"), fpr)
-        return vector.clone(), None if level is None else level.get(name)
+        return heads.clone(), biases, None if level is None else level.get(name)
 
     def center(self, space: str) -> torch.Tensor | None:
         """Benign mean token state of ``space`` (for the projection mode), or ``None``."""
@@ -321,6 +356,7 @@ class DirectionPack:
             and _same_tensors(self._centers, other._centers)
             and _same_tensors(self._source_gate[0], other._source_gate[0])
             and self._source_gate[1] == other._source_gate[1]
+            and _same_tensors(self._source_gate[2], other._source_gate[2])
             and self._gate_vectors.keys() == other._gate_vectors.keys()
             and all(_same_tensors(per, other._gate_vectors[name]) for name, per in self._gate_vectors.items())
             and self._metadata == other._metadata
@@ -353,8 +389,13 @@ class DirectionPack:
                 tensors[f"gate_vector.{name}.{space}"] = vector.contiguous()
         for space, center in self._centers.items():
             tensors[f"center.{space}"] = center.contiguous()
-        for name, vector in self._source_gate[0].items():
-            tensors[f"source_gate.{name}"] = vector.contiguous()
+        for name, heads in self._source_gate[0].items():
+            biases = self._source_gate[2][name]
+            if len(heads) == 1 and not bool(biases.any()):  # one head: the layout before multi-head gates
+                tensors[f"source_gate.{name}"] = heads[0].contiguous()
+            else:
+                tensors[f"source_gate.{name}"] = heads.contiguous()
+                tensors[f"source_gate_bias.{name}"] = biases.contiguous()
             tensors[f"source_gate_threshold.{name}"] = torch.tensor(
                 float(self._source_gate[1][name]), dtype=torch.float32
             )
@@ -541,29 +582,39 @@ def _check_fpr_tables(
         )
 
 
-def _check_source_gate_metadata(vectors: Mapping[str, torch.Tensor], metadata: Mapping) -> None:
-    """The source gate's tensors and its ``source_gate`` metadata come together and agree on the width."""
+def _check_source_gate_metadata(heads: Mapping[str, torch.Tensor], metadata: Mapping) -> None:
+    """The source gate's tensors and its ``source_gate`` metadata come together and agree on the width, and a
+    gate of several heads says what each head was fitted on (``source_gate.heads``, one entry per head)."""
     info = metadata.get("source_gate")
-    if not vectors and info is None:
+    if not heads and info is None:
         return
     if (
-        not vectors
+        not heads
         or not isinstance(info, dict)
         or any(key not in info for key in ("layer", "pooling", "chat_template", "dim"))
     ):
         raise InvalidPackError(
             "A source gate needs both its tensors (source_gate.<direction>) and the metadata entry source_gate "
             "with layer, pooling, chat_template and dim; this pack has "
-            f"{'the tensors' if vectors else 'no tensors'} and {'an incomplete entry' if info else 'no entry'}. "
+            f"{'the tensors' if heads else 'no tensors'} and {'an incomplete entry' if info else 'no entry'}. "
             "Rebuild the pack with safesteer-diffusers.",
             field="source_gate",
         )
-    width = int(next(iter(vectors.values())).shape[0])
+    width = int(next(iter(heads.values())).shape[1])
     if info["dim"] != width:
         raise InvalidPackError(
             f"metadata source_gate.dim is {info['dim']} but the source gate's vectors have {width} features. "
             "Rebuild the pack with safesteer-diffusers.",
             field="source_gate.dim",
+        )
+    most = max(len(h) for h in heads.values())
+    described = info.get("heads")
+    if most > 1 and (described is None or len(described) < most):
+        raise InvalidPackError(
+            f"The source gate has up to {most} heads per direction but metadata source_gate.heads describes "
+            f"{'none' if described is None else len(described)}; a pack must say what each head was fitted on. "
+            "Rebuild the pack with safesteer-diffusers.",
+            field="source_gate.heads",
         )
 
 

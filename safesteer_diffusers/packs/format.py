@@ -33,6 +33,9 @@ orders of magnitude of headroom over the largest real value while refusing the a
 to inf as soon as a strength multiplies it)."""
 MAX_DIM = 1 << 20
 """Largest vector dimension: the widest text-encoder states today are 15360 (three stacked 5120-wide layers)."""
+MAX_SOURCE_GATE_HEADS = 8
+"""Most classifiers (heads) one direction's source-model gate may hold: the pairs' head, plus heads fitted on
+unsafe prompts the builder supplied (``--source-gate-prompts``); the gate fires on the largest head score."""
 MAX_TENSORS = 4096
 """Largest number of tensors in one file (an I2P pack over three spaces holds 51)."""
 MAX_NAME_CHARS = 128

@@ -41,6 +41,7 @@ def inspect_text(pack: DirectionPack) -> str:
             f"source-model gate: layer={gate['layer']} pooling={gate['pooling']}, reads prompts {reads}; "
             f"thresholds for gate_fpr {rates or 'the default only'} (use gate_model=)"
         )
+        lines.extend(supplied_gate_lines(gate, "  "))
     width = max(len(name) for name in pack.names)
     for space, dim in pack.spaces.items():
         lines.append("")
@@ -103,3 +104,15 @@ def inspect_plot(pack: DirectionPack, path: str | Path) -> Path:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def supplied_gate_lines(gate: dict, indent: str) -> list[str]:
+    """What a source gate's second heads were fitted on (``--source-gate-prompts``), when it has them."""
+    supplied = gate.get("supplied_prompts")
+    if not supplied:
+        return []
+    return [
+        f"{indent}source gate heads: {len(gate.get('heads', []))} per direction for "
+        f"{', '.join(supplied.get('directions', []))}; the second fitted on {supplied.get('count')} supplied unsafe "
+        f"prompts ({supplied.get('name')}, sha256 {str(supplied.get('sha256'))[:12]}...; text not stored)"
+    ]

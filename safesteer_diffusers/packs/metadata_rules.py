@@ -22,6 +22,7 @@ from .format import (
     MAX_JSON_INT,
     MAX_METADATA_BYTES,
     MAX_METADATA_DEPTH,
+    MAX_SOURCE_GATE_HEADS,
     SUPPORTED_FORMAT_VERSIONS,
 )
 from .validation import FIX_REBUILD, _short
@@ -90,7 +91,9 @@ def check_metadata(
             )
     for field, (accepts, expected) in _FIELDS.items():
         parent, _, key = field.rpartition(".")
-        holder = plain.get(parent) if parent else plain
+        holder = plain
+        for part in parent.split(".") if parent else ():  # nested keys, e.g. source_gate.supplied_prompts.count
+            holder = holder.get(part) if isinstance(holder, dict) else None
         if isinstance(holder, dict) and key in holder and not accepts(holder[key]):
             raise InvalidPackError(
                 f"Pack metadata {field!r} must be {expected}, got {describe(holder[key])}. {FIX_METADATA}",
@@ -370,6 +373,19 @@ _FIELDS: dict[str, tuple[Callable[[object], bool], str]] = {
     "source_gate.chat_template": (lambda v: isinstance(v, bool), "true or false"),
     "source_gate.dim": (lambda v: _is_int(v) and v > 0, "a positive integer"),
     "source_gate.quantile": (_is_fraction, "a number between 0 and 1"),
+    "source_gate.heads": (
+        lambda v: isinstance(v, list) and 1 <= len(v) <= MAX_SOURCE_GATE_HEADS and all(map(_is_str, v)),
+        f"a list of 1 to {MAX_SOURCE_GATE_HEADS} strings (what each head was fitted on)",
+    ),
+    "source_gate.supplied_prompts": (_is_object, "an object"),
+    "source_gate.supplied_prompts.count": (_is_count, "a non-negative integer"),
+    "source_gate.supplied_prompts.sha256": (_is_str, "a string (hex digest of the prompts)"),
+    "source_gate.supplied_prompts.name": (_is_str, "a string (the file the prompts came from)"),
+    "source_gate.supplied_prompts.categories": (_map_of(_is_count), "an object of non-negative integers"),
+    "source_gate.supplied_prompts.directions": (
+        lambda v: isinstance(v, list) and all(map(_is_str, v)),
+        "a list of direction names (those with a head fitted on the supplied prompts)",
+    ),
     "build.library_version": (_is_str, "a string"),
     "build.config": (_is_object, "an object"),
     "target.model_id": (_is_optional_str, "a model id string or null"),

@@ -229,25 +229,27 @@ def split_tensors(
     dict[str, dict[str, float]],
     dict[str, torch.Tensor],
     dict[str, dict[str, torch.Tensor]],
-    tuple[dict[str, torch.Tensor], dict[str, float]],
+    tuple[dict[str, torch.Tensor], dict[str, float], dict[str, torch.Tensor]],
 ]:
     """Sort file tensors into directions, gate thresholds, centres, gate vectors and the source gate.
 
     ``global.<space>``, ``category.<name>.<space>``, ``gate.<direction>.<space>`` (one number: shape ``()``
-    or ``(1,)``), ``gate_vector.<direction>.<space>``, ``center.<space>``, ``source_gate.<direction>`` and
-    ``source_gate_threshold.<direction>`` (one number); anything else is refused.
+    or ``(1,)``), ``gate_vector.<direction>.<space>``, ``center.<space>``, ``source_gate.<direction>`` (``[Ds]``, or ``[H, Ds]``
+    for a gate of several heads), ``source_gate_threshold.<direction>`` (one number) and
+    ``source_gate_bias.<direction>`` (``[H]``, beside a ``[H, Ds]`` gate); anything else is refused.
     Vectors and centres are checked here (``validation.check_vector``, so messages name the tensor); names,
     thresholds and metadata by the pack.
 
     Returns:
-        ``(vectors, thresholds, centers, gate_vectors, (source_gate_vectors, source_gate_thresholds))``,
+        ``(vectors, thresholds, centers, gate_vectors, (source_gate_heads, source_gate_thresholds,
+        source_gate_biases))`` (source gate tensors as stored: the pack checks their shapes),
         ``"global"`` first, categories in sorted name order.
     """
     vectors: dict[str, dict[str, torch.Tensor]] = {}
     thresholds: dict[str, dict[str, float]] = {}
     centers: dict[str, torch.Tensor] = {}
     gate_vectors: dict[str, dict[str, torch.Tensor]] = {}
-    source_gate: tuple[dict[str, torch.Tensor], dict[str, float]] = ({}, {})
+    source_gate: tuple[dict[str, torch.Tensor], dict[str, float], dict[str, torch.Tensor]] = ({}, {}, {})
     global_vectors: dict[str, torch.Tensor] = {}
     for key, tensor in tensors.items():
         kind, _, rest = key.partition(".")
@@ -272,7 +274,11 @@ def split_tensors(
                 )
             thresholds.setdefault(name, {})[space] = float(tensor.reshape(()))
         elif kind == "source_gate" and rest:
-            source_gate[0][rest] = check_vector(tensor, f"tensor {key!r}")
+            source_gate[0][rest] = (
+                tensor  # [Ds] or [H, Ds]: checked by the pack (validation.check_source_gate)
+            )
+        elif kind == "source_gate_bias" and rest:
+            source_gate[2][rest] = tensor
         elif kind == "source_gate_threshold" and rest:
             if tensor.numel() != 1 or tensor.dim() > 1:
                 raise InvalidPackError(
@@ -289,7 +295,8 @@ def split_tensors(
             raise InvalidPackError(
                 f"unexpected tensor {key[:80]!r}; pack files hold 'global.<space>', 'category.<name>.<space>', "
                 f"'gate.<direction>.<space>', 'gate_vector.<direction>.<space>', 'center.<space>', "
-                f"'source_gate.<direction>' and 'source_gate_threshold.<direction>'. {FIX_CORRUPT}",
+                f"'source_gate.<direction>', 'source_gate_threshold.<direction>' and 'source_gate_bias.<direction>'. "
+                f"{FIX_CORRUPT}",
                 field=f"tensor {key[:80]!r}",
             )
     if global_vectors:

@@ -23,6 +23,7 @@ from .format import (
     MAX_ABS_VALUE,
     MAX_DIM,
     MAX_NAME_CHARS,
+    MAX_SOURCE_GATE_HEADS,
     MAX_TENSORS,
 )
 
@@ -337,48 +338,87 @@ def check_gate_vectors(
 
 
 def check_source_gate(
-    vectors: object, thresholds: object, names: list[str]
-) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    """Checked source-model gate ``({direction: [Ds] vector}, {direction: threshold})`` (``None`` -> empty).
+    vectors: object, thresholds: object, biases: object = None, *, names: list[str]
+) -> tuple[dict[str, torch.Tensor], dict[str, float], dict[str, torch.Tensor]]:
+    """Checked source-model gate ``({direction: [H, Ds] heads}, {direction: threshold}, {direction: [H] biases})``.
 
-    The source gate scores a prompt in the source model (``features . vector``) and fires above the threshold.
-    Every vector needs its threshold and the reverse; all vectors share one width (the source's hidden size);
-    none is zero.
+    The source gate scores a prompt in the source model: each head ``h`` gives ``features . heads[h] +
+    biases[h]``, the direction's score is the largest, and the gate fires above the threshold
+    (:func:`~safesteer_diffusers.steering.maths.source_gate_scores`). A ``[Ds]`` vector is one head with bias
+    0 (the only form before multi-head gates). Every direction needs its threshold and the reverse; all heads
+    share one width (the source's hidden size); none is zero; biases are finite and bounded like thresholds.
+    ``None`` -> empty.
     """
     vectors = {} if vectors is None else vectors
     thresholds = {} if thresholds is None else thresholds
-    if not isinstance(vectors, Mapping) or not isinstance(thresholds, Mapping):
+    biases = {} if biases is None else biases
+    if not all(isinstance(value, Mapping) for value in (vectors, thresholds, biases)):
         raise InvalidPackTypeError(
-            "The source gate must be two mappings {direction: 1-D tensor} and {direction: float}.",
+            "The source gate must be mappings {direction: 1-D or 2-D tensor}, {direction: float} and optionally "
+            "{direction: 1-D tensor of biases}.",
             field="source_gate",
         )
-    if set(vectors) != set(thresholds):
+    if set(vectors) != set(thresholds) or not set(biases) <= set(vectors):
         raise InvalidPackError(
-            f"The source gate has vectors for {sorted(map(str, vectors))} and thresholds for "
-            f"{sorted(map(str, thresholds))}; each direction needs both. {FIX_REBUILD}",
+            f"The source gate has vectors for {sorted(map(str, vectors))}, thresholds for "
+            f"{sorted(map(str, thresholds))} and biases for {sorted(map(str, biases))}; each direction needs both a "
+            f"vector and a threshold, and biases only go with vectors. {FIX_REBUILD}",
             field="source_gate",
         )
-    checked_vectors: dict[str, torch.Tensor] = {}
+    checked_heads: dict[str, torch.Tensor] = {}
     checked_thresholds: dict[str, float] = {}
+    checked_biases: dict[str, torch.Tensor] = {}
     for name, value in vectors.items():
         label = f"source_gate.{name}"
         if name not in names:
             raise InvalidPackError(
                 f"{_short(label)} names no direction of the pack ({names}). {FIX_REBUILD}", field=label
             )
-        vector = check_vector(value, label)
-        if not float(vector.norm()) > 0:
-            raise InvalidPackError(f"{label} is all zeros. {FIX_REBUILD}", field=label)
-        checked_vectors[name] = vector
+        rows = _head_rows(value, label)
+        heads = torch.stack([check_vector(row, f"{label}[{h}]") for h, row in enumerate(rows)])
+        for h, head in enumerate(heads):
+            if not float(head.norm()) > 0:
+                raise InvalidPackError(f"{label}[{h}] is all zeros. {FIX_REBUILD}", field=label)
+        checked_heads[name] = heads
         checked_thresholds[name] = check_threshold(thresholds[name], f"source_gate_threshold.{name}")
-    widths = {int(v.shape[0]) for v in checked_vectors.values()}
+        checked_biases[name] = _head_biases(biases.get(name), len(heads), f"source_gate_bias.{name}")
+    widths = {int(v.shape[1]) for v in checked_heads.values()}
     if len(widths) > 1:
         raise InvalidPackError(
             f"The source gate's vectors have different widths {sorted(widths)}; they all live in one source "
             f"model. {FIX_REBUILD}",
             field="source_gate",
         )
-    return checked_vectors, checked_thresholds
+    return checked_heads, checked_thresholds, checked_biases
+
+
+def _head_rows(value: object, label: str) -> list[object]:
+    """A source gate's heads as rows: a ``[Ds]`` vector is one head, a ``[H, Ds]`` matrix holds ``H``."""
+    if isinstance(value, torch.Tensor) and value.dim() == 2:
+        count = int(value.shape[0])
+        if not 1 <= count <= MAX_SOURCE_GATE_HEADS:
+            raise InvalidPackError(
+                f"{label}: {count} heads; a direction's source gate holds 1 to {MAX_SOURCE_GATE_HEADS}. "
+                f"{FIX_REBUILD}",
+                field=label,
+            )
+        return list(value)
+    return [value]  # check_vector names any other shape or type
+
+
+def _head_biases(value: object, count: int, label: str) -> torch.Tensor:
+    """``[H]`` float32 biases of ``count`` heads: zeros when absent; else finite, bounded, one per head."""
+    if value is None:
+        return torch.zeros(count)
+    if not isinstance(value, torch.Tensor) or value.dim() != 1 or int(value.shape[0]) != count:
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise InvalidPackError(
+            f"{label} must be a 1-D tensor with one bias per head ({count}), got {shape}. {FIX_REBUILD}",
+            field=label,
+        )
+    return torch.tensor(
+        [check_threshold(b, f"{label}[{h}]") for h, b in enumerate(value)], dtype=torch.float32
+    )
 
 
 def check_tensor_count(count: int) -> None:

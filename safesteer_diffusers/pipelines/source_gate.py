@@ -1,7 +1,7 @@
 """The source-model gate at inference: the pack's source LM reads each prompt and decides which directions fire.
 
-A pack built with ``--source-gate`` carries, per direction, a classifier weight in its source model's feature
-space and a threshold (packs/direction_pack.py). ``SafeSteer.wrap(pipe, pack, gate=True,
+A pack built with ``--source-gate`` carries, per direction, one or more classifier weights (heads) in its source
+model's feature space and a threshold (packs/direction_pack.py); a direction's score is its largest head score. ``SafeSteer.wrap(pipe, pack, gate=True,
 gate_model=(model, tokenizer))`` scores every positive prompt with that model (the layer, pooling and chat
 template the pack records) and steers the directions whose score exceeds the threshold, instead of scoring
 the target's text states. Why: measured on real models, it catches far more unsafe prompts at the same benign
@@ -19,6 +19,7 @@ import torch
 
 from safesteer_diffusers.packs.direction_pack import DirectionPack
 from safesteer_diffusers.steering.errors import SteeringNotApplied
+from safesteer_diffusers.steering.maths import source_gate_scores
 
 
 class SourceGate:
@@ -52,7 +53,7 @@ class SourceGate:
                 f"The pack's source gate lives in a {info['dim']}-d model ({source}), but gate_model has hidden "
                 f"size {width}. Pass the model the pack was built from."
             )
-        missing = [name for name in pack.names if pack.source_gate(name) is None]
+        missing = [name for name in pack.names if pack.source_gate_heads(name) is None]
         if missing:
             raise ValueError(f"The pack's source gate has no classifier for {missing}; rebuild the pack.")
         self.model, self.tokenizer = model, tokenizer
@@ -66,18 +67,19 @@ class SourceGate:
                 "build. Pass the source model's own tokenizer (with its chat template), or rebuild the pack with "
                 "--source-gate-framing plain."
             )
-        gates = [pack.source_gate(name, fpr) for name in pack.names]
-        if any(threshold is None for _, threshold in gates):
+        gates = [pack.source_gate_heads(name, fpr) for name in pack.names]
+        if any(threshold is None for _, _, threshold in gates):
             levels = sorted(map(float, info.get("fpr_thresholds", {})))
             raise ValueError(
                 f"gate_fpr={fpr:g}: the pack's source gate stores thresholds for the rates {levels or 'of none'}. "
                 "Pick one of them, or gate_fpr=None for the pack's default."
             )
-        self.weights = torch.stack([vector for vector, _ in gates]).double()  # [K, Ds]
-        self.thresholds = torch.tensor([threshold for _, threshold in gates], dtype=torch.float64)
+        self.heads = [(heads.double(), biases.double()) for heads, biases, _ in gates]  # per direction
+        self.thresholds = torch.tensor([threshold for _, _, threshold in gates], dtype=torch.float64)
 
     def scores(self, prompts: list[str | None]) -> torch.Tensor:
-        """``[B, K]`` float64 scores of each prompt on each direction (``features . weight``).
+        """``[B, K]`` float64 scores of each prompt on each direction: the largest of the direction's head
+        scores (:func:`~safesteer_diffusers.steering.maths.source_gate_scores`).
 
         Raises:
             SteeringNotApplied: a row has no prompt text (the call passed ``prompt_embeds``).
@@ -100,7 +102,9 @@ class SourceGate:
                 progress=False,
                 chat_template=self.chat_template,
             )
-        return features.double() @ self.weights.T
+        return torch.stack(
+            [source_gate_scores(features, heads, biases) for heads, biases in self.heads], dim=1
+        )
 
 
 def _hidden_size(model: Any) -> int | None:

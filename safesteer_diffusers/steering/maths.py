@@ -59,6 +59,16 @@ def gate_scores(
     return pooled @ gate_vectors.float().T
 
 
+def source_gate_scores(features: torch.Tensor, heads: torch.Tensor, biases: torch.Tensor) -> torch.Tensor:
+    """A source-model gate's score of every row, ``[N]`` float64: the largest head score.
+
+    ``max_h (features . heads[h] + biases[h])`` for ``features [N, Ds]``, ``heads [H, Ds]``, ``biases [H]``:
+    the gate fires when *any* head scores above the threshold (heads fitted on different unsafe prompts catch
+    different prompts; the threshold is calibrated on this score, so the union keeps the benign rate).
+    """
+    return (features.double() @ heads.double().T + biases.double()).max(dim=1).values
+
+
 def gate_fires(scores: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
     """``[B, K]`` bool: which directions fire for which rows (``score > threshold``)."""
     return scores > thresholds.to(scores).unsqueeze(0)
