@@ -92,7 +92,9 @@ def check_metadata(
     for field, (accepts, expected) in _FIELDS.items():
         parent, _, key = field.rpartition(".")
         holder = plain
-        for part in parent.split(".") if parent else ():  # nested keys, e.g. source_gate.supplied_prompts.count
+        for part in (
+            parent.split(".") if parent else ()
+        ):  # nested keys, e.g. source_gate.supplied_prompts.count
             holder = holder.get(part) if isinstance(holder, dict) else None
         if isinstance(holder, dict) and key in holder and not accepts(holder[key]):
             raise InvalidPackError(
