@@ -16,10 +16,18 @@ Thresholds: the pack's stored thresholds for ``gate_fpr`` 0.01 and 0.05 (what a 
 ``gate_recall.py``'s held-out benign prompts of the issue's kinds (captions, text-to-image and sensitive-topic
 prompts; no safe rewrites).
 
+**Supplied prompts** (``--supplied hard``, the default; ``all``; ``none`` skips it): the same build given the
+even-numbered I2P prompts (the hard ones, or all) as ``source_gate_prompts`` (``safesteer build
+--source-gate-prompts``), which fit a second head of the source gate on the source side. It is measured on the
+odd-numbered I2P prompts, which it never saw, beside the default gate on the same rows, and on
+``gate_recall.py``'s own held-out unsafe and benign prompts (recall at 1% of the issue's benign kinds, and at the
+stored threshold).
+
 Usage::
 
     python benchmarks/public_prompts_gate.py --i2p path/to/i2p_benchmark.csv --json i2p.json
-    # SmolLM2 reads the 4,703 prompts once per framing (~5-8 min each on 2 cores), cached afterwards.
+    # SmolLM2 reads the 4,703 prompts once per framing (~5-8 min each on 2 cores), cached afterwards; the
+    # supplied-prompts build reads its prompts once more (~2 min for the even half's hard ones).
 """
 
 from __future__ import annotations
@@ -37,16 +45,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gate_recall import REWRITES, parse_args, prepare, source_gate_features  # noqa: E402
+from gate_recall import REWRITES, evaluate_variant, parse_args, prepare, source_gate_features  # noqa: E402
 
 from safesteer_diffusers.build.feature_cache import FeatureCache, default_cache_dir, prompts_hash  # noqa: E402
+from safesteer_diffusers.build.gate_prompts import GatePrompts  # noqa: E402
 from safesteer_diffusers.build.source_features import extract_features  # noqa: E402
+from safesteer_diffusers.steering.maths import source_gate_scores  # noqa: E402
 from safesteer_diffusers.testing.real_models import load_real_model  # noqa: E402
 
 PACKS = {
     "chat turns (default)": "transferred svd, source gate",
     "as written": "transferred svd, source gate read as written",
 }
+SUPPLIED = "chat turns + heads on the even half's supplied I2P prompts"
 
 
 def read_i2p(path: Path) -> list[dict]:
@@ -91,6 +102,12 @@ def fire_rates(scores: np.ndarray, thresholds: dict[str, float], masks: dict[str
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--i2p", type=Path, required=True, help="I2P's i2p_benchmark.csv (AIML-TUDA/i2p)")
+    parser.add_argument(
+        "--supplied",
+        choices=["hard", "all", "none"],
+        default="hard",
+        help="which even-numbered I2P prompts a third build gets as source_gate_prompts (default: the hard ones)",
+    )
     parser.add_argument("--json", default=None)
     mine, rest = parser.parse_known_args(argv)
     args = parse_args(["--pack-anchors", "all", *rest])
@@ -106,10 +123,16 @@ def main(argv=None) -> dict:
     model, tokenizer, source = load_real_model("smollm2")
     cache = FeatureCache(default_cache_dir())
     results: dict = {"i2p_sha256": digest, "prompts": len(rows), "gates": {}}
-    for label, name in PACKS.items():
-        pack = packs[name]
+    odd = np.arange(len(rows)) % 2 == 1
+    odd_masks = {f"odd half, {name}": mask & odd for name, mask in masks.items()}
+    gates = {label: packs[name] for label, name in PACKS.items()}
+    if mine.supplied != "none":
+        tick = time.perf_counter()
+        gates[SUPPLIED] = supplied_build(rows, mine.supplied, args, source)
+        print(f"{SUPPLIED}: built in {time.perf_counter() - tick:.0f} s", flush=True)
+    for label, pack in gates.items():
         info = pack.metadata["source_gate"]
-        vector, stored = pack.source_gate("global")
+        heads, biases, stored = pack.source_gate_heads("global")
         key = {"model": source["model_id"], "revision": f"sha256:{source['sha256']}", "pooling": "mean",
                "chat_template": bool(info["chat_template"]), "kind": "bench_public_prompts",
                "layer": int(info["layer"]), "prompts": prompts_hash(texts)}  # fmt: skip
@@ -123,20 +146,33 @@ def main(argv=None) -> dict:
             },
         )["features"]
         print(f"{label}: I2P features in {time.perf_counter() - tick:.0f} s", flush=True)
-        scores = (features.double() @ vector.double()).numpy()
-        held = (source_gate_features(pack, src, prompts) @ vector.double()).numpy()
+        scores = source_gate_scores(features, heads, biases).numpy()
+        held = source_gate_scores(source_gate_features(pack, src, prompts), heads, biases)
         thresholds = {
             "stored gate_fpr 0.01": stored,
-            "stored gate_fpr 0.05": pack.source_gate("global", 0.05)[1],
+            "stored gate_fpr 0.05": pack.source_gate_heads("global", 0.05)[2],
             "1% of held-out benign, issue's kinds": float(
-                np.quantile(held[issue_benign], 0.99, method="higher")
+                np.quantile(held.numpy()[issue_benign], 0.99, method="higher")
             ),
         }
+        own = evaluate_variant(held, groups, args, stored)
         results["gates"][label] = {
+            "heads": len(heads),
             "thresholds": thresholds,
-            "fire_rates": fire_rates(scores, thresholds, masks),
+            "fire_rates": fire_rates(scores, thresholds, masks if label != SUPPLIED else {}),
+            "fire_rates_odd_half": fire_rates(scores, thresholds, odd_masks),
+            "own_heldout": {
+                "recall_at_1pct_issue_benign": own["roc_without_rewrites"][0.01]["recall_all"],
+                "ci": own["roc_without_rewrites"][0.01]["ci"],
+                "per_group_at_1pct": own["roc_without_rewrites"][0.01]["recall"],
+                "recall_at_5pct_all_benign": own["roc"][0.05]["recall_all"],
+                "at_stored_threshold": {
+                    "recall": own["pack_threshold"]["recall_all"],
+                    "benign_fpr": own["pack_threshold"]["benign_fpr_all"],
+                },
+            },
         }
-    print_table(results, masks)
+    print_table(results, {**masks, **odd_masks})
     results["runtime_s"] = time.perf_counter() - start
     print(f"\nruntime {results['runtime_s']:.0f} s")
     if mine.json:
@@ -144,14 +180,61 @@ def main(argv=None) -> dict:
     return results
 
 
+def supplied_rows(rows: list[dict], which: str) -> list[int]:
+    """The even-numbered I2P rows a build may be given (all, or the hard ones); the odd ones measure it."""
+    return [i for i in range(0, len(rows), 2) if which == "all" or rows[i]["hard"]]
+
+
+def supplied_build(rows: list[dict], which: str, args, source: dict):
+    """The default source-gate build of ``gate_recall.prepare``, given even-half I2P prompts as
+    ``source_gate_prompts`` (the library's path, ``safesteer build --source-gate-prompts``)."""
+    from gate_recall import CPU_CALL_KWARGS, build_anchors, split_pairs
+
+    from safesteer_diffusers.build.driver import BuildConfig, build_pack
+    from safesteer_diffusers.build.prompts.embedded import load_anchors, load_pairs
+    from safesteer_diffusers.testing.real_models import real_sana_pipeline
+
+    chosen = supplied_rows(rows, which)
+    supplied = GatePrompts(
+        tuple(rows[i]["prompt"] for i in chosen),
+        tuple(tuple(rows[i]["categories"]) for i in chosen),
+        f"I2P even-numbered rows ({which})",
+    )
+    model, tokenizer, _ = load_real_model("smollm2")
+    pipe, target = real_sana_pipeline("gemma3")
+    train, _ = split_pairs(load_pairs(), args.test_fraction, None)
+    anchors = build_anchors(load_anchors(), args.pack_anchors, args.benign)
+    config = BuildConfig(
+        align="svd", source_gate=True, call_kwargs=dict(CPU_CALL_KWARGS), batch_size=args.batch_size
+    )
+    return build_pack(
+        model, tokenizer, pipe, pairs=train, anchors=anchors, config=config, source_id=source["model_id"],
+        source_revision=f"sha256:{source['sha256']}", target_id=target["target_id"],
+        cache=FeatureCache(default_cache_dir()), progress=False, source_gate_prompts=supplied,
+    ).pack  # fmt: skip
+
+
 def print_table(results: dict, masks: dict[str, np.ndarray]) -> None:
     print("\nShare of I2P prompts the global source-model gate fires on (n per subset in brackets):")
+    for table in ("fire_rates", "fire_rates_odd_half"):
+        for label, gate in results["gates"].items():
+            for threshold, rates in gate[table].items():
+                cells = ", ".join(
+                    f"{subset} [{int(masks[subset].sum())}] {rate:.2f}" for subset, rate in rates.items()
+                )
+                if cells:
+                    print(f"  {label} | {threshold}: {cells}")
+    print("\nThe same gates on gate_recall.py's own held-out prompts:")
     for label, gate in results["gates"].items():
-        for threshold, rates in gate["fire_rates"].items():
-            cells = ", ".join(
-                f"{subset} [{int(masks[subset].sum())}] {rate:.2f}" for subset, rate in rates.items()
-            )
-            print(f"  {label} | {threshold}: {cells}")
+        own = gate["own_heldout"]
+        lo, hi = own["ci"]
+        per = ", ".join(f"{k} {v:.2f}" for k, v in own["per_group_at_1pct"].items() if k != "all")
+        print(
+            f"  {label} ({gate['heads']} head(s)): recall {own['recall_at_1pct_issue_benign']:.2f} [{lo:.2f}, "
+            f"{hi:.2f}] at 1% of the issue's benign kinds ({per}); {own['recall_at_5pct_all_benign']:.2f} at 5% of "
+            f"all held-out benign; at the stored threshold recall {own['at_stored_threshold']['recall']:.2f}, "
+            f"benign FPR {own['at_stored_threshold']['benign_fpr']:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -154,7 +154,7 @@ def register_build(commands: argparse._SubParsersAction) -> argparse.ArgumentPar
         metavar="FILE",
         help="unsafe prompts for the source gate alone (.txt one per line, or CSV/JSONL with a prompt column and "
         "optional I2P-style categories): read by the source model only, they fit a second gate head; the pack "
-        "records their count and hash, not the text; with --source-gate",
+        "records their count and hash, not the text; with --source-gate (default: none)",
     )
     build.add_argument("--seed", type=int, default=0, help="seed of the held-out splits and the fits")
     build.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="prompts per forward pass")

@@ -114,5 +114,7 @@ def supplied_gate_lines(gate: dict, indent: str) -> list[str]:
     return [
         f"{indent}source gate heads: {len(gate.get('heads', []))} per direction for "
         f"{', '.join(supplied.get('directions', []))}; the second fitted on {supplied.get('count')} supplied unsafe "
-        f"prompts ({supplied.get('name')}, sha256 {str(supplied.get('sha256'))[:12]}...; text not stored)"
+        f"prompts ({supplied.get('name')}, sha256 {str(supplied.get('sha256'))[:12]}...; text not stored)",
+        f"{indent}  caution: benign prompts in the supplied prompts' style may pass less well than the anchors "
+        "say (on I2P: 20% of hand-written text-to-image prompts; docs/method.md 6.5.3)",
     ]

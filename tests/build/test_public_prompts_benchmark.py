@@ -54,3 +54,10 @@ def test_a_csv_that_is_not_i2p_is_refused(bench, tmp_path):
     path = write(tmp_path / "other.csv", [["a cat"]], columns=["text"])
     with pytest.raises(SystemExit, match="not the I2P CSV"):
         bench.read_i2p(path)
+
+
+def test_the_supplied_build_gets_even_rows_only_and_the_odd_ones_measure_it(bench):
+    rows = [{"hard": hard} for hard in (True, True, False, True, True, False, False)]
+    assert bench.supplied_rows(rows, "hard") == [0, 4]
+    assert bench.supplied_rows(rows, "all") == [0, 2, 4, 6]
+    assert not set(bench.supplied_rows(rows, "all")) & set(range(1, len(rows), 2))

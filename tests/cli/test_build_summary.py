@@ -102,3 +102,39 @@ def test_summary_names_the_anchors_that_fitted_the_map():
     )
     info["anchors"] = "all"
     assert "(svd, cosine 0.700, 1771 anchors)" in _alignment_lines({"text_encoder": info}, "transferred")[0]
+
+
+def test_a_gate_with_supplied_prompts_is_built_from_the_flag_and_described_without_its_text(
+    saved, tmp_path, capsys
+):
+    from safesteer_diffusers.build.prompts.embedded import load_pairs
+
+    unsafe = [p.unsafe for p in load_pairs("violence")[-24:]]
+    supplied = tmp_path / "gate.csv"
+    supplied.write_text("prompt,categories\n" + "".join(f'"{t}",violence\n' for t in unsafe))
+    out = tmp_path / "gated"
+    argv = ["build", "--source", str(saved / "llm"), "--target", str(saved / "sd"), "--out", str(out)]
+    argv += ["--max-anchors", "32", "--no-cache", "--batch-size", "64", "--source-gate"]
+    assert main([*argv, "--source-gate-prompts", str(supplied)]) == 0
+    summary = capsys.readouterr().out
+    assert (
+        "  source gate heads: 2 per direction for global, violence; the second fitted on 24 supplied unsafe "
+        in summary
+    )
+    assert "(gate.csv, sha256 " in summary and "text not stored" in summary
+    pack = DirectionPack.from_pretrained(out)
+    assert len(pack.source_gate_heads("global")[0]) == 2 and len(pack.source_gate_heads("violence")[0]) == 2
+    stored = (out / "safesteer_pack.safetensors").read_bytes() + (out / "build_report.json").read_bytes()
+    stored += (out / "README.md").read_bytes()
+    assert not any(text.encode() in stored for text in unsafe)  # the supplied text is nowhere in the output
+    from safesteer_diffusers.packs.inspect import inspect_text
+
+    assert "source gate heads: 2 per direction for global, violence" in inspect_text(pack)
+    # Refused: without --source-gate, with --native, and beside a recipe.
+    assert main([*argv[:-1], "--source-gate-prompts", str(supplied)]) == 2
+    assert "the build makes no source-model gate" in capsys.readouterr().err
+    native = ["build", "--native", "--target", str(saved / "sd"), "--out", str(tmp_path / "n")]
+    assert main([*native, "--source-gate-prompts", str(supplied)]) == 2
+    assert "--source-gate-prompts: only for a source model" in capsys.readouterr().err
+    assert main(["build", "--recipe", str(tmp_path / "r.yaml"), "--source-gate-prompts", str(supplied)]) == 2
+    assert "--source-gate-prompts cannot be combined with --recipe" in capsys.readouterr().err
