@@ -21,10 +21,7 @@ from safesteer_diffusers.pipelines.encoding import encode_for_denoiser
 from safesteer_diffusers.testing import build, tiny_source
 from safesteer_diffusers.testing.tokenizers import chat_tokenizer
 
-from .test_source_gate import _received, chat_turn_features
-
-CATEGORIES = ("violence", "sexual")
-SPACE = "text_encoder"
+from .test_source_gate import CATEGORIES, SPACE, _received, chat_turn_features
 
 
 @pytest.fixture(scope="module")
