@@ -18,7 +18,9 @@ prompts; no safe rewrites).
 
 **Supplied prompts** (``--supplied hard``, the default; ``all``; ``none`` skips it): the same build given the
 even-numbered I2P prompts (the hard ones, or all) as ``source_gate_prompts`` (``safesteer build
---source-gate-prompts``), which fit a second head of the source gate on the source side. It is measured on the
+--source-gate-prompts``), which fit a second head of the source gate on the source side; with
+``--supplied-benign zero`` (the default) also the even-numbered prompts whose images were never judged
+inappropriate as that head's benign negatives (``--source-gate-benign``). It is measured on the
 odd-numbered I2P prompts, which it never saw, beside the default gate on the same rows, and on
 ``gate_recall.py``'s own held-out unsafe and benign prompts (recall at 1% of the issue's benign kinds, and at the
 stored threshold).
@@ -108,6 +110,13 @@ def main(argv=None) -> dict:
         default="hard",
         help="which even-numbered I2P prompts a third build gets as source_gate_prompts (default: the hard ones)",
     )
+    parser.add_argument(
+        "--supplied-benign",
+        choices=["zero", "none"],
+        default="zero",
+        help="benign prompts beside the supplied ones (--source-gate-benign): the even-numbered I2P prompts whose "
+        "images were never judged inappropriate (zero, the default), or none",
+    )
     parser.add_argument("--json", default=None)
     mine, rest = parser.parse_known_args(argv)
     args = parse_args(["--pack-anchors", "all", *rest])
@@ -128,7 +137,7 @@ def main(argv=None) -> dict:
     gates = {label: packs[name] for label, name in PACKS.items()}
     if mine.supplied != "none":
         tick = time.perf_counter()
-        gates[SUPPLIED] = supplied_build(rows, mine.supplied, args, source)
+        gates[SUPPLIED] = supplied_build(rows, mine.supplied, mine.supplied_benign, args, source)
         print(f"{SUPPLIED}: built in {time.perf_counter() - tick:.0f} s", flush=True)
     for label, pack in gates.items():
         info = pack.metadata["source_gate"]
@@ -169,6 +178,7 @@ def main(argv=None) -> dict:
                 "at_stored_threshold": {
                     "recall": own["pack_threshold"]["recall_all"],
                     "benign_fpr": own["pack_threshold"]["benign_fpr_all"],
+                    "benign_fpr_by_kind": own["pack_threshold"]["benign_fpr"],
                 },
             },
         }
@@ -185,7 +195,7 @@ def supplied_rows(rows: list[dict], which: str) -> list[int]:
     return [i for i in range(0, len(rows), 2) if which == "all" or rows[i]["hard"]]
 
 
-def supplied_build(rows: list[dict], which: str, args, source: dict):
+def supplied_build(rows: list[dict], which: str, benign: str, args, source: dict):
     """The default source-gate build of ``gate_recall.prepare``, given even-half I2P prompts as
     ``source_gate_prompts`` (the library's path, ``safesteer build --source-gate-prompts``)."""
     from gate_recall import CPU_CALL_KWARGS, build_anchors, split_pairs
@@ -195,10 +205,12 @@ def supplied_build(rows: list[dict], which: str, args, source: dict):
     from safesteer_diffusers.testing.real_models import real_sana_pipeline
 
     chosen = supplied_rows(rows, which)
+    calm = [i for i in range(0, len(rows), 2) if rows[i]["inappropriate"] == 0] if benign == "zero" else []
     supplied = GatePrompts(
         tuple(rows[i]["prompt"] for i in chosen),
         tuple(tuple(rows[i]["categories"]) for i in chosen),
         f"I2P even-numbered rows ({which})",
+        tuple(rows[i]["prompt"] for i in calm if i not in set(chosen)),
     )
     model, tokenizer, _ = load_real_model("smollm2")
     pipe, target = real_sana_pipeline("gemma3")
@@ -233,7 +245,9 @@ def print_table(results: dict, masks: dict[str, np.ndarray]) -> None:
             f"  {label} ({gate['heads']} head(s)): recall {own['recall_at_1pct_issue_benign']:.2f} [{lo:.2f}, "
             f"{hi:.2f}] at 1% of the issue's benign kinds ({per}); {own['recall_at_5pct_all_benign']:.2f} at 5% of "
             f"all held-out benign; at the stored threshold recall {own['at_stored_threshold']['recall']:.2f}, "
-            f"benign FPR {own['at_stored_threshold']['benign_fpr']:.3f}"
+            f"benign FPR {own['at_stored_threshold']['benign_fpr']:.3f} ("
+            + ", ".join(f"{k} {v:.3f}" for k, v in own["at_stored_threshold"]["benign_fpr_by_kind"].items())
+            + ")"
         )
 
 

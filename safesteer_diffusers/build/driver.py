@@ -175,6 +175,7 @@ def build_pack(
         config,
         [GLOBAL, *dict.fromkeys(contrast.unsafe_categories)],
         {"anchors": list(anchors.prompts), "safe members of the pairs": list(contrast.safe)},
+        list(contrast.unsafe),
     )
     source = source_key(
         source_id or type(source_model).__name__,

@@ -280,6 +280,7 @@ def source_gate_heads(
     supplied_features: torch.Tensor | None = None,
     supplied_rows: dict[str, Sequence[int]] | None = None,
     *,
+    supplied_benign_features: torch.Tensor | None = None,
     match_quantile: float = 0.99,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
     """The source-model gate with a second head per direction fitted on unsafe prompts the builder supplied.
@@ -291,6 +292,11 @@ def source_gate_heads(
     dominates the union at the operating point. Why a second head instead of more positives for one: on
     public I2P prompts, mixing their style into one classifier's positives lost 25 points of recall on the
     pairs' style, while the union kept both (docs/method.md 6.5.3).
+
+    ``supplied_benign_features``: benign prompts in the supplied prompts' register. They join head 1's
+    negatives only (so it learns what in those prompts is unsafe, not their style), and never the calibration:
+    the rescaling and the thresholds use the build's own benign text, as without them. Measured on I2P: without
+    such negatives, the head fired on 20% of hand-written text-to-image prompts (docs/method.md 6.5.3).
 
     Returns:
         ``({name: [H, Ds] float32 heads}, {name: [H] float32 biases}, [B + A, K] float64)``: heads and biases
@@ -314,9 +320,12 @@ def source_gate_heads(
     offset = len(source_features)
     stacked = torch.cat([source_features.double(), supplied_features.double()])
     extra_rows = {name: [offset + i for i in rows] for name, rows in supplied_rows.items()}
-    extra_weights, extra_scores = source_gate_vectors(
-        stacked, extra_rows, benign_rows, source_anchor_features
-    )
+    negatives = source_anchor_features
+    if supplied_benign_features is not None:
+        negatives = torch.cat([source_anchor_features.double(), supplied_benign_features.double()])
+    extra_weights, extra_scores = source_gate_vectors(stacked, extra_rows, benign_rows, negatives)
+    # The build's benign rows come first (and keep their folds): only they rescale and calibrate.
+    extra_scores = extra_scores[: len(scores)]
     names = list(unsafe_rows)
     union = scores.clone()
     for j, name in enumerate(extra_rows):

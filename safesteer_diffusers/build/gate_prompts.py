@@ -45,11 +45,14 @@ class GatePrompts:
         prompts: the prompt texts, in file order.
         categories: each prompt's category labels (``()``: the global head only).
         name: where they came from (a file name), recorded in the pack.
+        benign: optional benign prompts in the same register (``--source-gate-benign``): negatives of the
+            second head only, so it learns what in the supplied prompts is unsafe rather than their style.
     """
 
     prompts: tuple[str, ...]
     categories: tuple[tuple[str, ...], ...]
     name: str
+    benign: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.prompts) != len(self.categories):
@@ -62,11 +65,28 @@ class GatePrompts:
                 f"{self.name}: {len(self.prompts)} unsafe prompts for the source gate; a gate head needs at least "
                 f"{MIN_GATE_PROMPTS}. Supply more, or build without --source-gate-prompts."
             )
+        if self.benign and len(self.benign) < MIN_GATE_PROMPTS:
+            raise ValueError(
+                f"{len(self.benign)} benign prompts beside {self.name}; at least {MIN_GATE_PROMPTS} are needed to "
+                "teach the second head anything. Supply more, or none."
+            )
+        unsafe = {same_text(p) for p in self.prompts}
+        both = [text for text in self.benign if same_text(text) in unsafe]
+        if both:
+            raise ValueError(
+                f"{len(both)} prompt(s) are both supplied as unsafe and as benign ({both[0]!r}). Each prompt "
+                "belongs to one side: remove it from one of the files."
+            )
 
     @classmethod
     def from_records(cls, records: Sequence[PromptRecord], name: str) -> GatePrompts:
         """From :func:`~safesteer_diffusers.build.prompts.readers.read_prompts` records (I2P's CSV as is)."""
         return cls(tuple(r.prompt for r in records), tuple(tuple(r.categories) for r in records), name)
+
+    def with_benign(self, path: str | os.PathLike[str]) -> GatePrompts:
+        """The same prompts with benign ones read from ``path`` (a ``.txt``, CSV or JSONL file, as :meth:`read`;
+        categories ignored)."""
+        return GatePrompts(self.prompts, self.categories, self.name, _read_texts(Path(path)))
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> GatePrompts:
@@ -79,10 +99,7 @@ class GatePrompts:
         """
         path = Path(path)
         if path.suffix.lower() in TEXT_SUFFIXES:
-            if not path.is_file():
-                raise FileNotFoundError(f"Source-gate prompt file not found: {path}")
-            lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-            prompts = tuple(line for line in lines if line)
+            prompts = _read_texts(path)
             return cls(prompts, ((),) * len(prompts), path.name)
         return cls.from_records(read_prompts(path), path.name)
 
@@ -108,6 +125,16 @@ class GatePrompts:
                 rows[category] = labelled
         return rows
 
+    def refuse_unsafe_as_benign(self, unsafe: Sequence[str], what: str) -> None:
+        """Refuse supplied benign prompts that are also unsafe prompts of the build (``what``)."""
+        known = {same_text(text) for text in unsafe}
+        found = [text for text in self.benign if same_text(text) in known]
+        if found:
+            raise ValueError(
+                f"{len(found)} of the benign prompts supplied beside {self.name} are {what} ({found[0]!r}). "
+                "Remove them from the benign file."
+            )
+
     def refuse_overlap(self, benign: Sequence[str], what: str) -> None:
         """Refuse supplied unsafe prompts that are also benign prompts of the build (compared by
         :func:`same_text`): the benign-only guarantee of the anchors, checked."""
@@ -126,10 +153,24 @@ class GatePrompts:
         for prompt, labels in zip(self.prompts, self.categories, strict=True):
             digest.update(prompt.encode("utf-8") + b"\0" + ",".join(labels).encode("utf-8") + b"\0")
         counts = Counter(label for labels in self.categories for label in labels)
-        return {
+        record = {
             "count": len(self.prompts),
             "sha256": digest.hexdigest(),
             "name": self.name,
             "categories": dict(sorted(counts.items())),
             "directions": list(rows),
         }
+        if self.benign:
+            benign = hashlib.sha256(b"".join(text.encode("utf-8") + b"\0" for text in self.benign))
+            record.update(benign_count=len(self.benign), benign_sha256=benign.hexdigest())
+        return record
+
+
+def _read_texts(path: Path) -> tuple[str, ...]:
+    """Prompt texts of a ``.txt`` file (one per line) or of any file ``read_prompts`` reads."""
+    if path.suffix.lower() not in TEXT_SUFFIXES:
+        return tuple(record.prompt for record in read_prompts(path))
+    if not path.is_file():
+        raise FileNotFoundError(f"Source-gate prompt file not found: {path}")
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    return tuple(line for line in lines if line)

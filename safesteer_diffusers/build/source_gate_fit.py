@@ -48,10 +48,15 @@ def source_gate_chat_template(config: Any, tokenizer: Any) -> bool:
 
 
 def check_gate_prompts(
-    gate_prompts: GatePrompts | None, config: Any, names: list[str], benign: dict[str, list[str]]
+    gate_prompts: GatePrompts | None,
+    config: Any,
+    names: list[str],
+    benign: dict[str, list[str]],
+    unsafe: list[str],
 ) -> None:
     """Refuse supplied gate prompts before any model runs: without a source gate, with labels the build has
-    no direction for, or equal to any of the build's benign prompts (``{what: prompts}``)."""
+    no direction for, equal to any of the build's benign prompts (``{what: prompts}``), or supplied benign
+    prompts that are unsafe members of the pairs."""
     if gate_prompts is None:
         return
     if not isinstance(gate_prompts, GatePrompts):
@@ -64,6 +69,7 @@ def check_gate_prompts(
     gate_prompts.rows(names)
     for what, prompts in benign.items():
         gate_prompts.refuse_overlap(prompts, what)
+    gate_prompts.refuse_unsafe_as_benign(unsafe, "unsafe members of the pairs")
 
 
 def gate_features(model, tokenizer, contrast, anchors, layer, config, cache, source, progress, chat):
@@ -122,22 +128,26 @@ def fit_source_gate(
     """
     pair_features, anchor_features = features
     unsafe_rows, benign_rows = rows
-    supplied_features, supplied_rows = None, None
-    if gate_prompts is not None:
-        supplied_rows = gate_prompts.rows(list(unsafe_rows))
+    supplied_features, supplied_rows, supplied_benign = None, None, None
+
+    def read(prompts):
         key = {**source, "chat_template": chat_template, "kind": "source_gate", "layer": int(layer),
-               "prompts": prompts_hash(gate_prompts.prompts)}  # fmt: skip
-        supplied_features = cache.get_or_compute(
+               "prompts": prompts_hash(prompts)}  # fmt: skip
+        return cache.get_or_compute(
             key,
             lambda: {
-                "features": layer_features(
-                    model, tokenizer, gate_prompts.prompts, layer, config, progress, chat_template
-                )
+                "features": layer_features(model, tokenizer, prompts, layer, config, progress, chat_template)
             },
         )["features"]
+
+    if gate_prompts is not None:
+        supplied_rows = gate_prompts.rows(list(unsafe_rows))
+        supplied_features = read(gate_prompts.prompts)
+        supplied_benign = read(gate_prompts.benign) if gate_prompts.benign else None
     heads, biases, benign_scores = source_gate_heads(
-        pair_features, unsafe_rows, benign_rows, anchor_features, supplied_features, supplied_rows
-    )
+        pair_features, unsafe_rows, benign_rows, anchor_features, supplied_features, supplied_rows,
+        supplied_benign_features=supplied_benign,
+    )  # fmt: skip
     names = list(heads)
     quantiles = torch.quantile(benign_scores, config.gate_quantile, dim=0).tolist()
     info = {
@@ -149,7 +159,10 @@ def fit_source_gate(
         "fpr_thresholds": fpr_thresholds(benign_scores, names),
     }
     if gate_prompts is not None:
-        info["heads"] = [PAIRS_HEAD, f"unsafe prompts supplied for the gate ({gate_prompts.name})"]
+        against = (
+            " against the build's benign text and the supplied benign prompts" if gate_prompts.benign else ""
+        )
+        info["heads"] = [PAIRS_HEAD, f"unsafe prompts supplied for the gate ({gate_prompts.name}){against}"]
         info["supplied_prompts"] = gate_prompts.provenance(supplied_rows)
     return {
         "vectors": heads,

@@ -46,6 +46,7 @@ _RECIPE_FIXES = (
     "source_gate",
     "source_gate_framing",
     "source_gate_prompts",
+    "source_gate_benign",
 )
 """Flags (as ``args`` attributes) that a recipe fixes, so they cannot be combined with ``--recipe``."""
 _SOURCE = "a transformers model folder, a .gguf file or a Hub repo id"
@@ -156,6 +157,14 @@ def register_build(commands: argparse._SubParsersAction) -> argparse.ArgumentPar
         "optional I2P-style categories): read by the source model only, they fit a second gate head; the pack "
         "records their count and hash, not the text; with --source-gate (default: none)",
     )
+    build.add_argument(
+        "--source-gate-benign",
+        default=None,
+        metavar="FILE",
+        help="benign prompts in the same style as --source-gate-prompts (.txt, CSV or JSONL): negatives of the "
+        "second gate head only, so it learns what is unsafe in those prompts rather than their style; never "
+        "used to calibrate (default: none)",
+    )
     build.add_argument("--seed", type=int, default=0, help="seed of the held-out splits and the fits")
     build.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="prompts per forward pass")
     build.add_argument(
@@ -216,7 +225,7 @@ def _check_references(args: argparse.Namespace) -> None:
         args.target = resolve_model(args.target, flag="--target", what=_TARGET, noun="target pipeline")
     if args.source:
         args.source = resolve_model(args.source, flag="--source", what=_SOURCE, noun="source model")
-    for flag in ("pairs", "anchors", "source_gate_prompts"):
+    for flag in ("pairs", "anchors", "source_gate_prompts", "source_gate_benign"):
         if getattr(args, flag):
             name = f"--{flag.replace('_', '-')}"
             setattr(args, flag, resolve_data(getattr(args, flag), flag=name, what=_PROMPTS))
@@ -238,6 +247,7 @@ def _build(args: argparse.Namespace) -> int:
             ("--source-gate", args.source_gate),
             ("--source-gate-framing", args.source_gate_framing),
             ("--source-gate-prompts", args.source_gate_prompts),
+            ("--source-gate-benign", args.source_gate_benign),
         )
         if given
     ]
@@ -282,7 +292,14 @@ def _build(args: argparse.Namespace) -> int:
     anchors = None
     if args.anchors:
         anchors = BenignPrompts(tuple(r.prompt for r in read_prompts(args.anchors)), str(args.anchors))
+    if args.source_gate_benign and not args.source_gate_prompts:
+        raise ValueError(
+            "--source-gate-benign gives negatives for the gate head fitted on --source-gate-prompts; add "
+            "--source-gate-prompts FILE, or drop --source-gate-benign."
+        )
     gate_prompts = GatePrompts.read(args.source_gate_prompts) if args.source_gate_prompts else None
+    if args.source_gate_benign:
+        gate_prompts = gate_prompts.with_benign(args.source_gate_benign)
     cache = FeatureCache(None if args.no_cache else (args.cache_dir or default_cache_dir()))
     target_id = args.target
     with _loading(args.target, "target pipeline", "--target"):

@@ -116,5 +116,6 @@ def supplied_gate_lines(gate: dict, indent: str) -> list[str]:
         f"{', '.join(supplied.get('directions', []))}; the second fitted on {supplied.get('count')} supplied unsafe "
         f"prompts ({supplied.get('name')}, sha256 {str(supplied.get('sha256'))[:12]}...; text not stored)",
         f"{indent}  caution: benign prompts in the supplied prompts' style may pass less well than the anchors "
-        "say (on I2P: 20% of hand-written text-to-image prompts; docs/method.md 6.5.3)",
+        "say (on I2P: 10% of hand-written text-to-image prompts fired, 20% without supplied benign prompts; "
+        "docs/method.md 6.5.3)",
     ]

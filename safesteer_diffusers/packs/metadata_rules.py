@@ -384,6 +384,8 @@ _FIELDS: dict[str, tuple[Callable[[object], bool], str]] = {
     "source_gate.supplied_prompts.sha256": (_is_str, "a string (hex digest of the prompts)"),
     "source_gate.supplied_prompts.name": (_is_str, "a string (the file the prompts came from)"),
     "source_gate.supplied_prompts.categories": (_map_of(_is_count), "an object of non-negative integers"),
+    "source_gate.supplied_prompts.benign_count": (_is_count, "a non-negative integer"),
+    "source_gate.supplied_prompts.benign_sha256": (_is_str, "a string (hex digest of the benign prompts)"),
     "source_gate.supplied_prompts.directions": (
         lambda v: isinstance(v, list) and all(map(_is_str, v)),
         "a list of direction names (those with a head fitted on the supplied prompts)",

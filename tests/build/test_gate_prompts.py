@@ -110,3 +110,45 @@ def test_without_supplied_rows_the_heads_are_the_pairs_gate_alone():
     assert torch.equal(union, scores)
     with pytest.raises(ValueError, match="not directions of the gate"):
         source_gate_heads(pairs, *rows, anchors, _features(3, 20, 1.0), {"sexual": list(range(20))})
+
+
+def test_supplied_benign_prompts_train_the_second_head_and_never_calibrate():
+    pairs = torch.cat([_features(0, 30, 0.0), _features(1, 30, torch.tensor([2.0, 0, 0, 0, 0, 0]))])
+    anchors = _features(2, 60, 0.0)
+    supplied = _features(3, 40, torch.tensor([0, 0, 0, 0, 0, 2.5]))
+    calm = _features(4, 40, torch.tensor([0, 0, 0, 0, 1.5, 1.0]))
+    unsafe_rows, benign_rows = {"global": list(range(30, 60))}, list(range(30))
+    heads, biases, union = source_gate_heads(
+        pairs, unsafe_rows, benign_rows, anchors, supplied, {"global": list(range(40))},
+        supplied_benign_features=calm,
+    )  # fmt: skip
+    weights, scores = source_gate_vectors(pairs, unsafe_rows, benign_rows, anchors)
+    assert torch.equal(heads["global"][0], weights["global"])  # head 0 never sees the supplied benign prompts
+    stacked = torch.cat([pairs, supplied])
+    extra, extra_scores = source_gate_vectors(
+        stacked, {"global": list(range(60, 100))}, benign_rows, torch.cat([anchors, calm])
+    )
+    ratio = heads["global"][1].double() / extra["global"].double()
+    assert torch.allclose(ratio, torch.full_like(ratio, float(ratio[0])), rtol=1e-5)
+    # Calibration: the build's own benign rows only (30 safe members + 60 anchors), on head 0's scale.
+    assert union.shape == (90, 1)
+    rescaled = float(ratio[0]) * extra_scores[:90, 0] + float(biases["global"][1])
+    levels = torch.tensor([0.5, 0.99], dtype=torch.float64)
+    assert torch.allclose(torch.quantile(rescaled, levels), torch.quantile(scores[:, 0], levels), atol=1e-5)
+    assert torch.allclose(union[:, 0], torch.maximum(scores[:, 0], rescaled))
+
+
+def test_supplied_benign_prompts_are_checked_and_recorded_without_text(tmp_path):
+    unsafe = prompts(MIN_GATE_PROMPTS)
+    calm = tmp_path / "calm.txt"
+    calm.write_text("\n".join(f"a calm prompt {i}" for i in range(MIN_GATE_PROMPTS)))
+    both = unsafe.with_benign(calm)
+    record = both.provenance({"global": []})
+    assert record["benign_count"] == MIN_GATE_PROMPTS and len(record["benign_sha256"]) == 64
+    assert "calm prompt" not in json.dumps(record)
+    with pytest.raises(ValueError, match="at least 20 are needed"):
+        GatePrompts(unsafe.prompts, unsafe.categories, "mine.csv", ("one calm prompt",))
+    with pytest.raises(ValueError, match="both supplied as unsafe and as benign"):
+        GatePrompts(unsafe.prompts, unsafe.categories, "mine.csv", ("Unsafe prompt 0",) + both.benign[1:])
+    with pytest.raises(ValueError, match="are unsafe members of the pairs"):
+        both.refuse_unsafe_as_benign(["A CALM prompt 3"], "unsafe members of the pairs")

@@ -130,6 +130,20 @@ def test_a_gate_with_supplied_prompts_is_built_from_the_flag_and_described_witho
     from safesteer_diffusers.packs.inspect import inspect_text
 
     assert "source gate heads: 2 per direction for global, violence" in inspect_text(pack)
+    # Benign prompts in the same style train the second head only; they need the unsafe ones.
+    calm = tmp_path / "calm.txt"
+    calm.write_text("".join(f"a quiet street scene number {i}, watercolor\n" for i in range(20)))
+    with_benign = tmp_path / "with_benign"
+    argv_benign = [*argv[:6], str(with_benign), *argv[7:]]
+    assert (
+        main([*argv_benign, "--source-gate-prompts", str(supplied), "--source-gate-benign", str(calm)]) == 0
+    )
+    assert "against the build's benign text and the supplied benign prompts" in " ".join(
+        DirectionPack.from_pretrained(with_benign).metadata["source_gate"]["heads"]
+    )
+    capsys.readouterr()
+    assert main([*argv, "--source-gate-benign", str(calm)]) == 2
+    assert "add --source-gate-prompts FILE" in capsys.readouterr().err
     # Refused: without --source-gate, with --native, and beside a recipe.
     assert main([*argv[:-1], "--source-gate-prompts", str(supplied)]) == 2
     assert "the build makes no source-model gate" in capsys.readouterr().err
