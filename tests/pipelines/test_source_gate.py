@@ -170,15 +170,21 @@ def test_gated_rows_are_decided_by_the_source_model_and_steered_exactly(setup):
     scores = chat_turn_features(model, tokenizer, prompts, layer).double() @ vector.double()
     fires = (scores > threshold).tolist()
     assert any(fires) and not all(fires), fires  # the check below sees both outcomes
-    offset = 2.0 * pack.direction(SPACE)
-    for row, fired in enumerate(fires):
+    assert_gated_rows(after, before, 2.0 * pack.direction(SPACE), scores, threshold, report)
+
+
+def assert_gated_rows(after, before, offset, scores, threshold, report):
+    """Rows above the threshold received exactly ``before + offset``; the others are untouched bit for bit;
+    the report's global decision, score and threshold are the reference's."""
+    for row, score in enumerate(scores.tolist()):
+        fired = score > threshold
         if fired:
             assert torch.allclose(after[row], before[row] + offset, atol=1e-5)
         else:
             assert torch.equal(after[row], before[row])  # not fired: untouched bit for bit
         decision = next(d for d in report.prompts[row].directions if d.name == "global")
         assert decision.fired is fired
-        assert decision.scores["source_model"] == pytest.approx(float(scores[row]), rel=1e-4, abs=1e-5)
+        assert decision.scores["source_model"] == pytest.approx(score, rel=1e-4, abs=1e-5)
         assert decision.thresholds["source_model"] == pytest.approx(threshold)
 
 

@@ -21,7 +21,7 @@ from safesteer_diffusers.pipelines.encoding import encode_for_denoiser
 from safesteer_diffusers.testing import build, tiny_source
 from safesteer_diffusers.testing.tokenizers import chat_tokenizer
 
-from .test_source_gate import CATEGORIES, SPACE, _received, chat_turn_features
+from .test_source_gate import CATEGORIES, SPACE, _received, assert_gated_rows, chat_turn_features
 
 
 @pytest.fixture(scope="module")
@@ -98,15 +98,7 @@ def test_gated_rows_are_decided_by_the_largest_head_score_and_steered_exactly(se
     fires = (scores > threshold).tolist()
     assert any(fires) and not all(fires), fires
     assert (per_head[:, 1] > threshold).any()  # the second head decides some rows: the union is exercised
-    offset = 2.0 * pack.direction(SPACE)
-    for row, fired in enumerate(fires):
-        if fired:
-            assert torch.allclose(after[row], before[row] + offset, atol=1e-5)
-        else:
-            assert torch.equal(after[row], before[row])
-        decision = next(d for d in report.prompts[row].directions if d.name == "global")
-        assert decision.fired is fired
-        assert decision.scores["source_model"] == pytest.approx(float(scores[row]), rel=1e-4, abs=1e-5)
+    assert_gated_rows(after, before, 2.0 * pack.direction(SPACE), scores, threshold, report)
 
 
 def test_supplied_prompts_are_refused_before_any_model_runs(setup):
