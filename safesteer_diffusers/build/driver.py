@@ -244,24 +244,21 @@ def build_pack(
     source_gate = None
     if config.source_gate:
         tick = time.perf_counter()
-        gate_features, gate_anchor_features = layer_features[estimate.layer], source_anchor_features
-        if gate_chat_template != source_chat_template:  # the gate reads prompts its own way
-            gate_features, gate_anchor_features = source_gate_fit.gate_features(
-                source_model, source_tokenizer, contrast, anchors, estimate.layer, config, cache, source,
-                progress, gate_chat_template,
-            )  # fmt: skip
-        source_gate = source_gate_fit.fit_source_gate(
+        reader = source_gate_fit.GateReader(
             source_model,
             source_tokenizer,
-            features=(gate_features, gate_anchor_features),
-            rows=gate_rows,
-            layer=estimate.layer,
-            chat_template=gate_chat_template,
-            gate_prompts=source_gate_prompts,
-            config=config,
-            cache=cache,
-            source=source,
-            progress=progress,
+            estimate.layer,
+            gate_chat_template,
+            config,
+            cache,
+            source,
+            progress,
+        )
+        features = layer_features[estimate.layer], source_anchor_features
+        if gate_chat_template != source_chat_template:  # the gate reads prompts its own way
+            features = reader.features(contrast.prompts), reader.features(anchors.prompts)
+        source_gate = source_gate_fit.fit_source_gate(
+            reader, features=features, rows=gate_rows, gate_prompts=source_gate_prompts
         )
         timings["source_gate_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - started

@@ -10,6 +10,8 @@ the union's cross-fitted benign scores, one per stored false-positive rate.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -72,20 +74,37 @@ def check_gate_prompts(
     gate_prompts.refuse_unsafe_as_benign(unsafe, "unsafe members of the pairs")
 
 
-def gate_features(model, tokenizer, contrast, anchors, layer, config, cache, source, progress, chat):
-    """The pairs' and the anchors' source features at ``layer``, read as the source gate reads prompts."""
-    key = {**source, "chat_template": chat, "kind": "source_gate", "layer": int(layer)}
+@dataclass
+class GateReader:
+    """Reads prompts as the source gate does (its layer, the build's pooling, chat turns or not), cached."""
 
-    def read(prompts):
-        return {"features": layer_features(model, tokenizer, prompts, layer, config, progress, chat)}
+    model: Any
+    tokenizer: Any
+    layer: int
+    chat_template: bool
+    config: Any
+    cache: FeatureCache
+    source: dict
+    progress: bool
 
-    pairs = cache.get_or_compute(
-        {**key, "prompts": prompts_hash(contrast.prompts)}, lambda: read(contrast.prompts)
-    )["features"]
-    anchor_features = cache.get_or_compute(
-        {**key, "prompts": prompts_hash(anchors.prompts)}, lambda: read(anchors.prompts)
-    )["features"]
-    return pairs, anchor_features
+    def features(self, prompts: Sequence[str]) -> torch.Tensor:
+        """``[N, Ds]`` features of ``prompts`` (from the feature cache when it holds them)."""
+        key = {**self.source, "chat_template": self.chat_template, "kind": "source_gate", "layer": int(self.layer),
+               "prompts": prompts_hash(list(prompts))}  # fmt: skip
+        return self.cache.get_or_compute(
+            key,
+            lambda: {
+                "features": layer_features(
+                    self.model,
+                    self.tokenizer,
+                    prompts,
+                    self.layer,
+                    self.config,
+                    self.progress,
+                    self.chat_template,
+                )
+            },
+        )["features"]
 
 
 def layer_features(model, tokenizer, prompts, layer, config, progress, chat_template) -> torch.Tensor:
@@ -106,56 +125,39 @@ def layer_features(model, tokenizer, prompts, layer, config, progress, chat_temp
 
 
 def fit_source_gate(
-    model: Any,
-    tokenizer: Any,
+    reader: GateReader,
     *,
     features: tuple[torch.Tensor, torch.Tensor],
     rows: tuple[dict[str, list[int]], list[int]],
-    layer: int,
-    chat_template: bool,
     gate_prompts: GatePrompts | None,
-    config: Any,
-    cache: FeatureCache,
-    source: dict,
-    progress: bool,
 ) -> dict:
     """The gate's heads, biases, thresholds and ``source_gate`` metadata.
 
     Args:
-        features: the pairs' and the anchors' source features at ``layer``, read as the gate reads prompts.
+        reader: how the gate reads prompts (supplied prompts are read through it).
+        features: the pairs' and the anchors' source features, read as the gate reads prompts.
         rows: each direction's unsafe rows of the pair features, and the benign (safe member) rows.
-        gate_prompts: supplied unsafe prompts for a second head (read here, cached like every feature).
+        gate_prompts: supplied unsafe (and benign) prompts for a second head.
     """
     pair_features, anchor_features = features
     unsafe_rows, benign_rows = rows
     supplied_features, supplied_rows, supplied_benign = None, None, None
-
-    def read(prompts):
-        key = {**source, "chat_template": chat_template, "kind": "source_gate", "layer": int(layer),
-               "prompts": prompts_hash(prompts)}  # fmt: skip
-        return cache.get_or_compute(
-            key,
-            lambda: {
-                "features": layer_features(model, tokenizer, prompts, layer, config, progress, chat_template)
-            },
-        )["features"]
-
     if gate_prompts is not None:
         supplied_rows = gate_prompts.rows(list(unsafe_rows))
-        supplied_features = read(gate_prompts.prompts)
-        supplied_benign = read(gate_prompts.benign) if gate_prompts.benign else None
+        supplied_features = reader.features(gate_prompts.prompts)
+        supplied_benign = reader.features(gate_prompts.benign) if gate_prompts.benign else None
     heads, biases, benign_scores = source_gate_heads(
         pair_features, unsafe_rows, benign_rows, anchor_features, supplied_features, supplied_rows,
         supplied_benign_features=supplied_benign,
     )  # fmt: skip
     names = list(heads)
-    quantiles = torch.quantile(benign_scores, config.gate_quantile, dim=0).tolist()
+    quantiles = torch.quantile(benign_scores, reader.config.gate_quantile, dim=0).tolist()
     info = {
-        "layer": int(layer),
-        "pooling": config.pooling,
-        "chat_template": bool(chat_template),
+        "layer": int(reader.layer),
+        "pooling": reader.config.pooling,
+        "chat_template": bool(reader.chat_template),
         "dim": int(next(iter(heads.values())).shape[1]),
-        "quantile": config.gate_quantile,
+        "quantile": reader.config.gate_quantile,
         "fpr_thresholds": fpr_thresholds(benign_scores, names),
     }
     if gate_prompts is not None:
