@@ -156,7 +156,8 @@ def main(argv=None) -> dict:
         )["features"]
         print(f"{label}: I2P features in {time.perf_counter() - tick:.0f} s", flush=True)
         scores = source_gate_scores(features, heads, biases).numpy()
-        held = source_gate_scores(source_gate_features(pack, src, prompts), heads, biases)
+        gate_features = source_gate_features(pack, src, prompts)
+        held = source_gate_scores(gate_features, heads, biases)
         thresholds = {
             "stored gate_fpr 0.01": stored,
             "stored gate_fpr 0.05": pack.source_gate_heads("global", 0.05)[2],
@@ -165,7 +166,9 @@ def main(argv=None) -> dict:
             ),
         }
         own = evaluate_variant(held, groups, args, stored)
+        per_category = category_gate_rates(pack, features, gate_features, issue_benign, groups, rows, odd)
         results["gates"][label] = {
+            "category_gates": per_category,
             "heads": len(heads),
             "thresholds": thresholds,
             "fire_rates": fire_rates(scores, thresholds, masks if label != SUPPLIED else {}),
@@ -188,6 +191,25 @@ def main(argv=None) -> dict:
     if mine.json:
         Path(mine.json).write_text(json.dumps(results, indent=1))
     return results
+
+
+def category_gate_rates(pack, i2p_features, held_features, issue_benign, groups, rows, odd) -> dict:
+    """Each category's own gate (what steers that category's direction when its strength is set), at its 1%
+    point of the held-out benign prompts of the issue's kinds: the share of the odd-half I2P prompts labelled
+    with the category it fires on, and its recall of our held-out unsafe prompts of that category."""
+    out = {}
+    for category in pack.categories:
+        heads, biases, _ = pack.source_gate_heads(category)
+        held = source_gate_scores(held_features, heads, biases).numpy()
+        threshold = float(np.quantile(held[issue_benign], 0.99, method="higher"))
+        labelled = odd & np.array([category in r["categories"] for r in rows])
+        i2p = source_gate_scores(i2p_features[labelled], heads, biases).numpy()
+        out[category] = {
+            "heads": len(heads),
+            "i2p_odd_labelled": float(np.mean(i2p > threshold)),
+            "own_heldout": float(np.mean(held[groups["unsafe"][category]] > threshold)),
+        }
+    return out
 
 
 def supplied_rows(rows: list[dict], which: str) -> list[int]:
@@ -236,6 +258,16 @@ def print_table(results: dict, masks: dict[str, np.ndarray]) -> None:
                 )
                 if cells:
                     print(f"  {label} | {threshold}: {cells}")
+    print(
+        "\nEach category's own gate at its 1% point (issue's benign kinds): odd-half I2P prompts of the category /"
+    )
+    print("our held-out unsafe prompts of the category (heads):")
+    for label, gate in results["gates"].items():
+        cells = ", ".join(
+            f"{c} {v['i2p_odd_labelled']:.2f} / {v['own_heldout']:.2f} ({v['heads']})"
+            for c, v in gate["category_gates"].items()
+        )
+        print(f"  {label}: {cells}")
     print("\nThe same gates on gate_recall.py's own held-out prompts:")
     for label, gate in results["gates"].items():
         own = gate["own_heldout"]
