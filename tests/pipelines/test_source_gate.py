@@ -157,13 +157,7 @@ def _received(pipe, prompts, call_kwargs):
 def test_gated_rows_are_decided_by_the_source_model_and_steered_exactly(setup):
     pipe, call_kwargs, model, tokenizer, pairs, _, pack = setup
     prompts = [p.unsafe for p in pairs[:6]] + [p.safe for p in pairs[:6]]
-    before, _ = encode_for_denoiser(pipe, prompts)
-    wrapped = SafeSteer.wrap(pipe, pack, strength=2.0, gate=True, gate_model=(model, tokenizer))
-    try:
-        after = _received(wrapped, prompts, call_kwargs)
-        report = wrapped.safety_report
-    finally:
-        SafeSteer.unwrap(wrapped)
+    before, after, report = gated_call(pipe, call_kwargs, pack, (model, tokenizer), prompts)
     # Independent reference: the pack's global source gate on the source model's features.
     vector, threshold = pack.source_gate("global")
     layer = pack.metadata["source_gate"]["layer"]
@@ -171,6 +165,17 @@ def test_gated_rows_are_decided_by_the_source_model_and_steered_exactly(setup):
     fires = (scores > threshold).tolist()
     assert any(fires) and not all(fires), fires  # the check below sees both outcomes
     assert_gated_rows(after, before, 2.0 * pack.direction(SPACE), scores, threshold, report)
+
+
+def gated_call(pipe, call_kwargs, pack, gate_model, prompts):
+    """``(before, after, report)``: what the UNet receives for ``prompts`` unwrapped and wrapped with the pack's
+    source gate at strength 2, and the wrapped call's report."""
+    before, _ = encode_for_denoiser(pipe, prompts)
+    wrapped = SafeSteer.wrap(pipe, pack, strength=2.0, gate=True, gate_model=gate_model)
+    try:
+        return before, _received(wrapped, prompts, call_kwargs), wrapped.safety_report
+    finally:
+        SafeSteer.unwrap(wrapped)
 
 
 def assert_gated_rows(after, before, offset, scores, threshold, report):

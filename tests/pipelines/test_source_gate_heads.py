@@ -11,17 +11,16 @@ import json
 import pytest
 import torch
 
-from safesteer_diffusers import DirectionPack, SafeSteer
+from safesteer_diffusers import DirectionPack
 from safesteer_diffusers.build.driver import BuildConfig, build_pack
 from safesteer_diffusers.build.gate_probe import source_gate_heads
 from safesteer_diffusers.build.gate_prompts import GatePrompts
 from safesteer_diffusers.build.prompts.embedded import load_anchors, load_pairs
 from safesteer_diffusers.build.target_statistics import BenignPrompts
-from safesteer_diffusers.pipelines.encoding import encode_for_denoiser
 from safesteer_diffusers.testing import build, tiny_source
 from safesteer_diffusers.testing.tokenizers import chat_tokenizer
 
-from .test_source_gate import CATEGORIES, SPACE, _received, assert_gated_rows, chat_turn_features
+from .test_source_gate import CATEGORIES, SPACE, assert_gated_rows, chat_turn_features, gated_call
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +83,7 @@ def test_the_build_fits_a_second_head_where_there_are_enough_prompts_and_records
 def test_gated_rows_are_decided_by_the_largest_head_score_and_steered_exactly(setup):
     pipe, call_kwargs, model, tokenizer, pairs, _, supplied, pack = setup
     prompts = [p.unsafe for p in pairs[:5]] + list(supplied.prompts[:5]) + [p.safe for p in pairs[:5]]
-    before, _ = encode_for_denoiser(pipe, prompts)
-    wrapped = SafeSteer.wrap(pipe, pack, strength=2.0, gate=True, gate_model=(model, tokenizer))
-    try:
-        after = _received(wrapped, prompts, call_kwargs)
-        report = wrapped.safety_report
-    finally:
-        SafeSteer.unwrap(wrapped)
+    before, after, report = gated_call(pipe, call_kwargs, pack, (model, tokenizer), prompts)
     heads, biases, threshold = pack.source_gate_heads("global")
     features = chat_turn_features(model, tokenizer, prompts, pack.metadata["source_gate"]["layer"]).double()
     per_head = features @ heads.double().T + biases.double()
