@@ -26,12 +26,18 @@ CATEGORIES = ("violence", "sexual")
 SPACE = "text_encoder"
 
 
-@pytest.fixture(scope="module")
-def setup():
+def tiny_gate_inputs():
+    """A tiny SD pipeline and its call kwargs, a tiny Llama source with a chat tokenizer, 16 pairs, 48 anchors."""
     pipe, call_kwargs = build("sd")
     model, tokenizer = tiny_source(seed=0)[0], chat_tokenizer()
     pairs = [p for c in CATEGORIES for p in load_pairs(c)[:8]]
     anchors = BenignPrompts(tuple(load_anchors()[:48]), "test anchors")
+    return pipe, call_kwargs, model, tokenizer, pairs, anchors
+
+
+@pytest.fixture(scope="module")
+def setup():
+    pipe, call_kwargs, model, tokenizer, pairs, anchors = tiny_gate_inputs()
     pack = build_pack(
         model,
         tokenizer,

@@ -15,20 +15,14 @@ from safesteer_diffusers import DirectionPack
 from safesteer_diffusers.build.driver import BuildConfig, build_pack
 from safesteer_diffusers.build.gate_probe import source_gate_heads
 from safesteer_diffusers.build.gate_prompts import GatePrompts
-from safesteer_diffusers.build.prompts.embedded import load_anchors, load_pairs
-from safesteer_diffusers.build.target_statistics import BenignPrompts
-from safesteer_diffusers.testing import build, tiny_source
-from safesteer_diffusers.testing.tokenizers import chat_tokenizer
+from safesteer_diffusers.build.prompts.embedded import load_pairs
 
-from .test_source_gate import CATEGORIES, SPACE, assert_gated_rows, chat_turn_features, gated_call
+from .test_source_gate import SPACE, assert_gated_rows, chat_turn_features, gated_call, tiny_gate_inputs
 
 
 @pytest.fixture(scope="module")
 def setup():
-    pipe, call_kwargs = build("sd")
-    model, tokenizer = tiny_source(seed=0)[0], chat_tokenizer()
-    pairs = [p for c in CATEGORIES for p in load_pairs(c)[:8]]
-    anchors = BenignPrompts(tuple(load_anchors()[:48]), "test anchors")
+    pipe, call_kwargs, model, tokenizer, pairs, anchors = tiny_gate_inputs()
     # 24 more violence prompts (a head of its own), 6 sexual ones (too few: global head only), 2 unlabelled.
     extra = [(p.unsafe, ("violence",)) for p in load_pairs("violence")[8:32]]
     extra += [(p.unsafe, ("sexual",)) for p in load_pairs("sexual")[8:14]]
