@@ -52,6 +52,7 @@ Usage::
     python benchmarks/anchor_coverage.py --spaces llm --methods svd --llm-all-anchors   # the full pool (3,229)
     python benchmarks/anchor_coverage.py --spaces llm --methods svd --llm-all-anchors --llm-source-chat
     # SmolLM2 reads every prompt as a chat turn (method.md 6.6.2; ~6 min once, then cached)
+    python benchmarks/anchor_coverage.py --spaces encoders --methods svd --local-maps   # one map per category
 """
 
 from __future__ import annotations
@@ -549,6 +550,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--llm-all-anchors", action="store_true",
         help="LLM pair: also encode the other 746 anchors of 1,024..2,023 (~3 min once), for a row with every "
              "build anchor, the pool of the library's default build")  # fmt: skip
+    add("--local-maps", action="store_true",
+        help="also fit one map per category on the anchors nearest (in the source space) to that category's "
+             "training unsafe prompts, and report kept (b) for k = 300 / 600 / 1,000 nearest")  # fmt: skip
     add("--bootstrap", type=int, default=1000)
     add("--threads", type=int, default=2)
     add("--bench-cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "safesteer-bench",
@@ -557,10 +561,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_transfer(transfer, anchor_row, kinds, pool, n, args, results, more: dict | None = None) -> None:
+def run_transfer(
+    transfer,
+    anchor_row,
+    kinds,
+    pool,
+    n,
+    args,
+    results,
+    more: dict | None = None,
+    local_pools: dict | None = None,
+) -> None:
     """The method table and the composition experiment of one transfer; results[transfer.name] gets both.
 
     ``more``: further composition rows (name -> anchor rows), shown before the full-pool rows.
+    ``local_pools``: the pools ``--local-maps`` picks from (default: the pool's sensitive anchors, the pool).
     """
     tick = time.perf_counter()
     build_rows = [anchor_row[i] for i in pool]
@@ -584,7 +599,54 @@ def run_transfer(transfer, anchor_row, kinds, pool, n, args, results, more: dict
     )
     print_compositions(transfer.name, comp, args.composition_method)
     results[transfer.name] = {"methods": rows, "composition": comp}
+    if args.local_maps:
+        pools = local_pools or {"sensitive anchors": sensitive, "all build anchors": build_rows}
+        results[transfer.name]["local_maps"] = local_map_rows(transfer, pools, args.composition_method)
     results["times_s"][transfer.name] = time.perf_counter() - tick
+
+
+def nearest_anchors(source: torch.Tensor, pool: list[int], unsafe: list[int], k: int, how: str) -> list[int]:
+    """The ``k`` rows of ``pool`` nearest to the ``unsafe`` rows in the source space, by cosine: to their
+    mean (``"centroid"``) or to the nearest of them (``"maxsim"``). Only the source side reads unsafe prompts;
+    the map is then fitted on benign anchors alone."""
+    unit = torch.nn.functional.normalize(source.double(), dim=1)
+    candidates = unit[pool]
+    if how == "centroid":
+        similarity = candidates @ torch.nn.functional.normalize(unit[unsafe].mean(0), dim=0)
+    elif how == "maxsim":
+        similarity = (candidates @ unit[unsafe].T).max(1).values
+    else:
+        raise ValueError(f"how must be 'centroid' or 'maxsim', got {how!r}")
+    order = similarity.argsort(descending=True, stable=True)[:k]
+    return [pool[i] for i in order.tolist()]
+
+
+def local_map_rows(transfer, pools: dict[str, list[int]], method: str, ks=(300, 600, 1000)) -> dict:
+    """Kept (b) when each category's direction is carried by its own map, fitted on the anchors of a pool
+    nearest to that category's training unsafe prompts (:func:`nearest_anchors`)."""
+    u, native = transfer.universe, mean_over_categories(transfer.native)["b"]
+    by_category: dict[str, list[int]] = {}
+    for row, pair in zip(u.rows["train_unsafe"], transfer.train, strict=True):
+        by_category.setdefault(pair.category, []).append(row)
+    out = {}
+    print(f"\n{transfer.name}: one map per category, on the anchors nearest to its training unsafe prompts")
+    for pool_name, pool in pools.items():
+        for k in ks:
+            for how in ("centroid", "maxsim"):
+                directions = {}
+                for category, unsafe in by_category.items():
+                    chosen = nearest_anchors(transfer.source, pool, unsafe, min(k, len(pool)), how)
+                    align = fit_alignment(
+                        transfer.source[chosen], transfer.target[chosen], seed=0, **METHODS[method]
+                    )
+                    directions[category] = align.transport(transfer.source_directions[category].float())
+                scores = transfer.evaluation.score(transfer.target, directions)
+                worst = min(float(kept(scores["b"][c], transfer.native["b"][c])[0]) for c in scores["b"])
+                cell = summary(kept(mean_over_categories(scores)["b"], native))
+                name = f"{pool_name}, k={k}, {how}"
+                out[name] = {"kept_b": cell, "worst_category": worst}
+                print(f"  {name:34s} kept (b) {fmt(cell)}  worst category {worst:.2f}", flush=True)
+    return out
 
 
 def main(argv=None) -> dict:
@@ -665,7 +727,7 @@ def main(argv=None) -> dict:
                 llm_more_sensitive(ids, anchors, cache, args.encode_llm_sensitive) for ids in chunks if ids
             ]
             results["times_s"]["llm_more_sensitive_features"] = time.perf_counter() - tick
-            more = None
+            more, local_pools = None, None
             if any(isinstance(extra, str) for extra in extras):
                 print(f"(LLM pair: {[e for e in extras if isinstance(e, str)]})")
             else:  # append the new anchors' rows to the features of the transfer
@@ -682,9 +744,11 @@ def main(argv=None) -> dict:
                     f"every sensitive anchor, extension included ({len(every)})": every,
                     f"first {len(pool)} + every other sensitive anchor ({len(widened)})": widened,
                 }
+                local_pools = {f"every sensitive anchor ({len(every)})": every}
                 if args.llm_all_anchors:
                     full = [anchor_row[i] for ids in [pool, *chunks] for i in ids]
                     more[f"every build anchor: the default build's pool ({len(full)})"] = full
+                    local_pools[f"every build anchor ({len(full)})"] = full
             if args.llm_source_chat:
                 # Two cache entries, so the first stays valid when --llm-all-anchors adds the third chunk.
                 parts = [u.prompts + [anchors[i] for ids in chunks[:2] for i in ids]]
@@ -698,7 +762,7 @@ def main(argv=None) -> dict:
                 transfer.source_directions = estimate_directions(
                     data, transfer.source[rows].float(), layer=None
                 ).directions
-            run_transfer(transfer, anchor_row, kinds, pool, args.n_llm, args, results, more)
+            run_transfer(transfer, anchor_row, kinds, pool, args.n_llm, args, results, more, local_pools)
 
     print_headline(results, args.composition_method)
     results["times_s"]["total"] = time.perf_counter() - started

@@ -17,7 +17,13 @@ def load_benchmark(name: str) -> ModuleType:
     try:
         spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        # Registered while it runs, as an imported module is: dataclasses look their module up by name.
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
         return module
     finally:
         sys.path.remove(str(BENCHMARKS))
