@@ -53,6 +53,7 @@ Usage::
     python benchmarks/anchor_coverage.py --spaces llm --methods svd --llm-all-anchors --llm-source-chat
     # SmolLM2 reads every prompt as a chat turn (method.md 6.6.2; ~6 min once, then cached)
     python benchmarks/anchor_coverage.py --spaces encoders --methods svd --local-maps   # one map per category
+    python benchmarks/anchor_coverage.py --spaces encoders --methods svd --alpha-sweep  # fixed ridge penalties
 """
 
 from __future__ import annotations
@@ -553,6 +554,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--local-maps", action="store_true",
         help="also fit one map per category on the anchors nearest (in the source space) to that category's "
              "training unsafe prompts, and report kept (b) for k = 300 / 600 / 1,000 nearest")  # fmt: skip
+    add("--alpha-sweep", action="store_true",
+        help="also fit the svd and ridge maps at fixed ridge penalties 1e-3..100 (instead of the held-out R^2 "
+             "choice) on the sensitive anchors, and report kept (b) and R^2 for each")  # fmt: skip
     add("--bootstrap", type=int, default=1000)
     add("--threads", type=int, default=2)
     add("--bench-cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "safesteer-bench",
@@ -602,6 +606,10 @@ def run_transfer(
     if args.local_maps:
         pools = local_pools or {"sensitive anchors": sensitive, "all build anchors": build_rows}
         results[transfer.name]["local_maps"] = local_map_rows(transfer, pools, args.composition_method)
+    if args.alpha_sweep:
+        # The widest sensitive pool: the LLM pair's extended one (local_pools' first entry) when given.
+        widest = next(iter(local_pools.values())) if local_pools else sensitive
+        results[transfer.name]["alpha_sweep"] = alpha_sweep_rows(transfer, widest)
     results["times_s"][transfer.name] = time.perf_counter() - tick
 
 
@@ -646,6 +654,32 @@ def local_map_rows(transfer, pools: dict[str, list[int]], method: str, ks=(300, 
                 name = f"{pool_name}, k={k}, {how}"
                 out[name] = {"kept_b": cell, "worst_category": worst}
                 print(f"  {name:34s} kept (b) {fmt(cell)}  worst category {worst:.2f}", flush=True)
+    return out
+
+
+def alpha_sweep_rows(transfer, anchor_rows: list[int], alphas=(1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)) -> dict:
+    """Kept (b) and the held-out R^2 of the svd and ridge maps at fixed ridge penalties (``alphas=[a]``)."""
+    native = mean_over_categories(transfer.native)["b"]
+    out = {}
+    print(f"\n{transfer.name}: fixed ridge penalties, map on {len(anchor_rows)} sensitive anchors")
+    for method in ("svd", "ridge"):
+        for alpha in alphas:
+            align = fit_alignment(
+                transfer.source[anchor_rows],
+                transfer.target[anchor_rows],
+                method=method,
+                seed=0,
+                alphas=[alpha],
+            )
+            directions = {n: align.transport(d.float()) for n, d in transfer.source_directions.items()}
+            scores = transfer.evaluation.score(transfer.target, directions)
+            cell = summary(kept(mean_over_categories(scores)["b"], native))
+            out[f"{method}, alpha {alpha:g}"] = {
+                "kept_b": cell,
+                "r2": align.r2,
+                "rank": align.params.get("rank"),
+            }
+            print(f"  {method:5s} alpha {alpha:<6g} kept (b) {fmt(cell)}  R^2 {align.r2:.3f}", flush=True)
     return out
 
 
