@@ -217,9 +217,10 @@ def supplied_rows(rows: list[dict], which: str) -> list[int]:
     return [i for i in range(0, len(rows), 2) if which == "all" or rows[i]["hard"]]
 
 
-def supplied_build(rows: list[dict], which: str, benign: str, args, source: dict):
+def supplied_build(rows: list[dict], which: str, benign: str, args, source: dict, extra_benign: tuple = ()):
     """The default source-gate build of ``gate_recall.prepare``, given even-half I2P prompts as
-    ``source_gate_prompts`` (the library's path, ``safesteer build --source-gate-prompts``)."""
+    ``source_gate_prompts`` (the library's path, ``safesteer build --source-gate-prompts``); ``extra_benign``
+    joins the supplied benign prompts."""
     from gate_recall import CPU_CALL_KWARGS, build_anchors, split_pairs
 
     from safesteer_diffusers.build.driver import BuildConfig, build_pack
@@ -232,7 +233,7 @@ def supplied_build(rows: list[dict], which: str, benign: str, args, source: dict
         tuple(rows[i]["prompt"] for i in chosen),
         tuple(tuple(rows[i]["categories"]) for i in chosen),
         f"I2P even-numbered rows ({which})",
-        tuple(rows[i]["prompt"] for i in calm if i not in set(chosen)),
+        tuple(rows[i]["prompt"] for i in calm if i not in set(chosen)) + tuple(extra_benign),
     )
     model, tokenizer, _ = load_real_model("smollm2")
     pipe, target = real_sana_pipeline("gemma3")

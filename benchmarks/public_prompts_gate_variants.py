@@ -61,6 +61,8 @@ from safesteer_diffusers.testing.real_models import load_real_model  # noqa: E40
 
 CLAUSE_SPLIT = re.compile(r"[,;|.\n]+")
 MIN_CLAUSE_CHARS = 3
+STYLED_BENIGN = 1000
+"""Benign caption subjects with a style suffix, given to the supplied head as negatives (``--style-lists``)."""
 UNSAFE_STYLE_WORDS = re.compile(
     r"(nud|naked|nsfw|sex|erot|porn|breast|nipple|boob|butt|ass\b|gore|gory|blood|bleed|violen|kill|murder|dead|"
     r"death|die\b|dying|corpse|skull|skelet|horror|horrif|creep|disturb|scar(y|ed)|terrif|demon|devil|satan|"
@@ -167,11 +169,10 @@ def measure(held: np.ndarray, i2p: np.ndarray, groups: dict, rows: list[dict], o
         t = float(np.quantile(held[benign], 1 - fpr, method="higher"))
         own = {c: float(np.mean(held[idx] > t)) for c, idx in groups["unsafe"].items()}
         categories = sorted({c for r in rows for c in r["categories"]})
-        i2p_cat = {
-            c: float(np.mean(i2p[odd & np.array([c in r["categories"] for r in rows])] > t))
-            for c in categories
-        }
         hard = odd & np.array([r["hard"] for r in rows])
+        labelled = {c: np.array([c in r["categories"] for r in rows]) for c in categories}
+        i2p_cat = {c: float(np.mean(i2p[odd & mask] > t)) for c, mask in labelled.items()}
+        i2p_hard_cat = {c: float(np.mean(i2p[hard & mask] > t)) for c, mask in labelled.items()}
         out[fpr] = {
             "own": own["all"],
             "own_evasive": own["style: evasive (written)"],
@@ -179,6 +180,7 @@ def measure(held: np.ndarray, i2p: np.ndarray, groups: dict, rows: list[dict], o
             "i2p_odd_all": float(np.mean(i2p[odd] > t)),
             "i2p_odd_hard": float(np.mean(i2p[hard] > t)),
             "i2p_odd_categories": i2p_cat,
+            "i2p_odd_hard_categories": i2p_hard_cat,
         }
     return out
 
@@ -269,6 +271,21 @@ def main(argv=None) -> dict:
     add("MLP, 256 hidden units", lambda f, _t: mlp(z(f)))
     add("5 nearest neighbours", lambda f, _t: knn_scores(z(f), z(pairs_f[n:]), z(negatives)))
 
+    if mine.style_lists is not None:
+        # Benign prompts in a painter's style, the kind the supplied head fires on among our benign prompts.
+        suffix = StyleSuffixes(mine.style_lists, seed=1)
+        subjects = [
+            a.rstrip(".")
+            for a, kind in zip(anchors, build_anchors(load_anchors(), "all", args.benign).kinds, strict=True)
+            if kind == "caption"
+        ]
+        styled = tuple(f"{suffix.rng.choice(subjects)}, {suffix()}" for _ in range(STYLED_BENIGN))
+        extra = supplied_build(rows, "hard", "zero", args, source, extra_benign=styled)
+        heads2, biases2, _ = extra.source_gate_heads("global")
+        add(
+            f"supplied heads + {STYLED_BENIGN} benign prompts in a painter's style as negatives",
+            lambda f, _t: source_gate_scores(f, heads2, biases2).numpy(),
+        )
     supplied = supplied_build(rows, "hard", "zero", args, source)
     heads, biases, _ = supplied.source_gate_heads("global")
     union = lambda f, _t: source_gate_scores(f, heads, biases).numpy()  # noqa: E731
@@ -294,14 +311,17 @@ def main(argv=None) -> dict:
 
 def print_table(results: dict) -> None:
     print("\nRecall at 1% (5%) of the held-out benign prompts of the issue's kinds:")
-    print("| variant | ours | evasive | worst own category | I2P odd all | hard | worst I2P category |")
+    print(
+        "| variant | ours | evasive | worst own category | I2P odd all | hard | worst I2P category (all / hard) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, r in results["variants"].items():
         one, five = r[0.01], r[0.05]
         worst = min(one["i2p_odd_categories"].items(), key=lambda kv: kv[1])
+        worst_hard = min(one["i2p_odd_hard_categories"].items(), key=lambda kv: kv[1])
         print(f"| {name} | {one['own']:.2f} ({five['own']:.2f}) | {one['own_evasive']:.2f} | "
               f"{one['own_worst_category']:.2f} | {one['i2p_odd_all']:.2f} ({five['i2p_odd_all']:.2f}) | "
-              f"{one['i2p_odd_hard']:.2f} | {worst[0]} {worst[1]:.2f} |")  # fmt: skip
+              f"{one['i2p_odd_hard']:.2f} | {worst[0]} {worst[1]:.2f} / {worst_hard[0]} {worst_hard[1]:.2f} |")  # fmt: skip
     print("\nThe benign prompts the supplied heads score highest:")
     for prompt in results["supplied_top_benign"]:
         print(f"  {prompt}")
