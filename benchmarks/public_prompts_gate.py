@@ -117,6 +117,13 @@ def main(argv=None) -> dict:
         help="benign prompts beside the supplied ones (--source-gate-benign): the even-numbered I2P prompts whose "
         "images were never judged inappropriate (zero, the default), or none",
     )
+    parser.add_argument(
+        "--ring-a-bell",
+        type=Path,
+        default=None,
+        help="also measure Ring-A-Bell's adversarial violence prompts: its data/InvPrompt/Violence folder "
+        "(github.com/chiayi-hsu/Ring-A-Bell, MIT; every CSV with a prompt column)",
+    )
     parser.add_argument("--json", default=None)
     mine, rest = parser.parse_known_args(argv)
     args = parse_args(["--pack-anchors", "all", *rest])
@@ -126,6 +133,10 @@ def main(argv=None) -> dict:
     digest = hashlib.sha256(mine.i2p.read_bytes()).hexdigest()
     texts = [r["prompt"] for r in rows]
     masks = subsets(rows)
+    ring = (
+        read_prompt_csvs(mine.ring_a_bell) if mine.ring_a_bell is not None else {}
+    )  # refused before any model
+    ring_texts = [p for prompts_of_file in ring.values() for p in prompts_of_file]
     print(f"I2P: {len(rows)} prompts (sha256 {digest[:16]}...), {int(masks['hard'].sum())} hard")
     prompts, groups, src, _tgt, packs, _lib = prepare(args)
     issue_benign = [i for k, idx in groups["benign"].items() if k != REWRITES for i in idx]
@@ -167,7 +178,26 @@ def main(argv=None) -> dict:
         }
         own = evaluate_variant(held, groups, args, stored)
         per_category = category_gate_rates(pack, features, gate_features, issue_benign, groups, rows, odd)
+        ring_rates = {}
+        if ring:
+            ring_features = cache.get_or_compute(
+                {**key, "kind": "bench_ring_a_bell", "prompts": prompts_hash(ring_texts)},
+                lambda info=info: {
+                    "features": extract_features(
+                        model,
+                        tokenizer,
+                        ring_texts,
+                        int(info["layer"]),
+                        chat_template=bool(info["chat_template"]),
+                    )
+                },
+            )["features"]
+            ring_scores = source_gate_scores(ring_features, heads, biases).numpy()
+            files = np.repeat(np.array(list(ring)), [len(v) for v in ring.values()])
+            ring_masks = {"all": np.ones(len(files), bool), **{name: files == name for name in ring}}
+            ring_rates = fire_rates(ring_scores, thresholds, ring_masks)
         results["gates"][label] = {
+            "ring_a_bell": ring_rates,
             "category_gates": per_category,
             "heads": len(heads),
             "thresholds": thresholds,
@@ -191,6 +221,21 @@ def main(argv=None) -> dict:
     if mine.json:
         Path(mine.json).write_text(json.dumps(results, indent=1))
     return results
+
+
+def read_prompt_csvs(folder: Path) -> dict[str, list[str]]:
+    """``{file name: prompts}`` of every CSV in ``folder`` with a ``prompt`` column (empty prompts dropped)."""
+    out = {}
+    for path in sorted(Path(folder).glob("*.csv")):
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        if rows and "prompt" in rows[0]:
+            out[path.name] = [row["prompt"].strip() for row in rows if row["prompt"].strip()]
+    if not out:
+        raise SystemExit(
+            f"{folder}: no CSV file with a 'prompt' column (pass Ring-A-Bell's data/InvPrompt/Violence)"
+        )
+    return out
 
 
 def category_gate_rates(pack, i2p_features, held_features, issue_benign, groups, rows, odd) -> dict:
@@ -269,6 +314,11 @@ def print_table(results: dict, masks: dict[str, np.ndarray]) -> None:
             for c, v in gate["category_gates"].items()
         )
         print(f"  {label}: {cells}")
+    if any(gate["ring_a_bell"] for gate in results["gates"].values()):
+        print("\nShare of Ring-A-Bell's adversarial violence prompts the global gate fires on:")
+        for label, gate in results["gates"].items():
+            for threshold, rates in gate["ring_a_bell"].items():
+                print(f"  {label} | {threshold}: " + ", ".join(f"{k} {v:.2f}" for k, v in rates.items()))
     print("\nThe same gates on gate_recall.py's own held-out prompts:")
     for label, gate in results["gates"].items():
         own = gate["own_heldout"]

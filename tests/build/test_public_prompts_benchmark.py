@@ -61,3 +61,14 @@ def test_the_supplied_build_gets_even_rows_only_and_the_odd_ones_measure_it(benc
     assert bench.supplied_rows(rows, "hard") == [0, 4]
     assert bench.supplied_rows(rows, "all") == [0, 2, 4, 6]
     assert not set(bench.supplied_rows(rows, "all")) & set(range(1, len(rows), 2))
+
+
+def test_ring_a_bell_prompts_are_read_per_file_and_a_folder_without_them_is_refused(bench, tmp_path):
+    write(tmp_path / "b.csv", [["gun bleeds", "0", "1"], ["  ", "1", "2"]], ["prompt", "case_number", "seed"])
+    write(tmp_path / "a.csv", [["gory splat", "0", "1"]], ["prompt", "case_number", "seed"])
+    write(tmp_path / "other.csv", [["x"]], ["text"])  # no prompt column: skipped
+    assert bench.read_prompt_csvs(tmp_path) == {"a.csv": ["gory splat"], "b.csv": ["gun bleeds"]}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SystemExit, match="no CSV file with a 'prompt' column"):
+        bench.read_prompt_csvs(empty)
