@@ -211,7 +211,8 @@ def main(argv=None) -> dict:
     # The default build's gate inputs, read from the same cache entries as the build.
     train, _ = split_pairs(load_pairs(), args.test_fraction, None)
     contrast = ContrastPrompts.from_pairs([(p.safe, p.unsafe, p.category) for p in train])
-    anchors = list(build_anchors(load_anchors(), "all", args.benign).prompts)
+    anchor_set = build_anchors(load_anchors(), "all", args.benign)
+    anchors = list(anchor_set.prompts)
     pairs_f, anchors_f = reader.features(contrast.prompts).double(), reader.features(anchors).double()
     n = len(contrast.safe)
     unsafe_rows, benign_rows = {"global": list(range(n, 2 * n))}, list(range(n))
@@ -275,9 +276,7 @@ def main(argv=None) -> dict:
         # Benign prompts in a painter's style, the kind the supplied head fires on among our benign prompts.
         suffix = StyleSuffixes(mine.style_lists, seed=1)
         subjects = [
-            a.rstrip(".")
-            for a, kind in zip(anchors, build_anchors(load_anchors(), "all", args.benign).kinds, strict=True)
-            if kind == "caption"
+            a.rstrip(".") for a, kind in zip(anchors, anchor_set.kinds, strict=True) if kind == "caption"
         ]
         styled = tuple(f"{suffix.rng.choice(subjects)}, {suffix()}" for _ in range(STYLED_BENIGN))
         extra = supplied_build(rows, "hard", "zero", args, source, extra_benign=styled)
