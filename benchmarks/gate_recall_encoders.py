@@ -37,6 +37,7 @@ rewrites (``roc_without_rewrites``), and recall / held-out benign FPR at the pac
 Usage::
 
     python benchmarks/gate_recall_encoders.py --json gate_encoders.json   # ~60 s cold (332 new prompts encoded), ~20 s cached, 2 cores
+    python benchmarks/gate_recall_encoders.py --i2p i2p_benchmark.csv   # also I2P (~3 min once to encode it)
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
@@ -64,6 +66,7 @@ from gate_recall import (  # noqa: E402
     leetspeak,
     misspell,
 )
+from public_prompts_gate import read_i2p, subsets  # noqa: E402
 from real_encoder_alignment import minilm_folder, mpnet_folder  # noqa: E402
 from real_llm_transfer import FIRST_ANCHOR_SET, heldout_anchors, split_pairs  # noqa: E402
 
@@ -87,6 +90,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=Path,
         default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "safesteer-bench",
         help="where real_encoder_alignment.py unpacks all-mpnet-base-v2",
+    )
+    parser.add_argument(
+        "--i2p",
+        type=Path,
+        default=None,
+        help="also score I2P's i2p_benchmark.csv (see public_prompts_gate.py)",
     )
     parser.add_argument("--json", default=None)
     return parser.parse_args(argv)
@@ -153,7 +162,8 @@ def prompts_and_groups():
 
 
 def gates(src: torch.Tensor, tgt: torch.Tensor, groups: dict, training: dict) -> dict:
-    """Scores of every prompt and the pack threshold (FPR PACK_FPR) of each gate of one transfer."""
+    """Each gate of one transfer: ``score(source features, target features)`` and the pack threshold (FPR
+    PACK_FPR)."""
     safe, unsafe, build = training["safe"], training["unsafe"], groups["calibration"]
     source_features = torch.cat([src[safe], src[unsafe]])  # ContrastPrompts.from_pairs: safe first
     n = len(safe)
@@ -165,25 +175,34 @@ def gates(src: torch.Tensor, tgt: torch.Tensor, groups: dict, training: dict) ->
         source_features, unsafe_rows, benign_rows, src[build], tgt[build]
     )
     out["probe gate (library)"] = {
-        "scores": (tgt.float() @ vectors["global"].float()).double(),
+        "score": lambda s, t, v=vectors["global"]: (t.float() @ v.float()).double(),
         "pack_threshold": float(torch.quantile(anchor_scores[:, 0].double(), 1.0 - PACK_FPR)),
         "fit_s": time.perf_counter() - tick,
     }
     tick = time.perf_counter()
     weights, benign_scores = source_gate_vectors(source_features, unsafe_rows, benign_rows, src[build])
     out["source gate (library)"] = {
-        "scores": (src.float() @ weights["global"].float()).double(),
+        "score": lambda s, t, w=weights["global"]: (s.float() @ w.float()).double(),
         "pack_threshold": float(torch.quantile(benign_scores[:, 0].double(), 1.0 - PACK_FPR)),
         "fit_s": time.perf_counter() - tick,
     }
     tick = time.perf_counter()
     w, b = fit_logistic(tgt[unsafe], tgt[safe + build])
     out["reference: native target probe"] = {
-        "scores": tgt @ w + b,
+        "score": lambda s, t, w=w, b=b: t @ w + b,
         "pack_threshold": None,
         "fit_s": time.perf_counter() - tick,
     }
     return out
+
+
+def i2p_rates(scores: torch.Tensor, i2p_scores: torch.Tensor, groups: dict, masks: dict) -> dict[str, float]:
+    """Share of each I2P subset above the 1% point of the held-out benign prompts of the issue's kinds (no
+    rewrites), as ``public_prompts_gate.py`` measures the LLM source gate."""
+    benign = [i for kind, rows in groups["benign"].items() if kind != REWRITES for i in rows]
+    threshold = float(np.quantile(scores.double().numpy()[benign], 0.99, method="higher"))
+    i2p_scores = i2p_scores.double().numpy()
+    return {name: float(np.mean(i2p_scores[mask] > threshold)) for name, mask in masks.items()}
 
 
 def row_summary(result: dict) -> dict:
@@ -260,6 +279,11 @@ def main(argv=None) -> dict:
         )
         for k, f in folders.items()
     }
+    i2p, i2p_masks = {}, {}
+    if args.i2p is not None:
+        rows = read_i2p(args.i2p)
+        i2p = {k: encoder_features(IDS[k], f, [r["prompt"] for r in rows], cache) for k, f in folders.items()}
+        i2p_masks = subsets(rows)
     times = {"features": time.perf_counter() - tick}
     results: dict = {}
     table: dict = {}
@@ -267,7 +291,10 @@ def main(argv=None) -> dict:
         transfer = f"{source} -> {target}"
         tick = time.perf_counter()
         for gate, got in gates(feats[source], feats[target], groups, training).items():
-            result = evaluate_variant(got["scores"], groups, args, got["pack_threshold"])
+            scores = got["score"](feats[source], feats[target])
+            result = evaluate_variant(scores, groups, args, got["pack_threshold"])
+            if i2p:
+                result["i2p"] = i2p_rates(scores, got["score"](i2p[source], i2p[target]), groups, i2p_masks)
             result.pop("curve"), result.pop("curve_without_rewrites")
             result["fit_s"] = got["fit_s"]
             results.setdefault(transfer, {})[gate] = result
@@ -275,6 +302,13 @@ def main(argv=None) -> dict:
             print_details(transfer, gate, result)
         times[transfer] = time.perf_counter() - tick
     print_table(table)
+    if i2p:
+        print("\nI2P prompts fired on at the 1% point of the held-out benign prompts of the issue's kinds:")
+        for transfer, by_gate in results.items():
+            for gate, result in by_gate.items():
+                print(
+                    f"  {transfer} | {gate}: " + ", ".join(f"{k} {v:.2f}" for k, v in result["i2p"].items())
+                )
     times["total"] = time.perf_counter() - started
     print("\ntimes (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
     out = {
