@@ -124,6 +124,12 @@ def main(argv=None) -> dict:
         help="also measure Ring-A-Bell's adversarial violence prompts: its data/InvPrompt/Violence folder "
         "(github.com/chiayi-hsu/Ring-A-Bell, MIT; every CSV with a prompt column)",
     )
+    parser.add_argument(
+        "--target-gates",
+        action="store_true",
+        help="also score I2P with the target-space gates (Gemma-3 reads the 4,703 prompts once, ~10 min): the "
+        "default pack's probe gate (what gate=True without gate_model scores) and a native target probe",
+    )
     parser.add_argument("--json", default=None)
     mine, rest = parser.parse_known_args(argv)
     args = parse_args(["--pack-anchors", "all", *rest])
@@ -215,12 +221,63 @@ def main(argv=None) -> dict:
                 },
             },
         }
+    if mine.target_gates:
+        results["target_gates"] = target_gate_rates(
+            packs[PACKS["chat turns (default)"]], prompts, texts, groups, issue_benign, masks, args
+        )
     print_table(results, {**masks, **odd_masks})
     results["runtime_s"] = time.perf_counter() - start
     print(f"\nruntime {results['runtime_s']:.0f} s")
     if mine.json:
         Path(mine.json).write_text(json.dumps(results, indent=1))
     return results
+
+
+def target_gate_rates(pack, prompts, texts, groups, issue_benign, masks, args) -> dict:
+    """I2P fire rates of the gates that score the *target's* text states (the Gemma-3 space of the Sana
+    pipeline, pooled as the library's gate pools them): the pack's probe gate, at its stored threshold and at
+    the 1% point of the held-out benign prompts of the issue's kinds, and, as a reference that sees unsafe
+    target text, a logistic probe fitted natively on the target states of the training pairs."""
+    from gate_recall import CPU_CALL_KWARGS, SPACE, fit_logistic, library_pooled
+
+    from safesteer_diffusers.steering.maths import gate_scores
+    from safesteer_diffusers.testing.real_models import real_sana_pipeline
+
+    pipe, target = real_sana_pipeline("gemma3")
+    cache = FeatureCache(default_cache_dir())
+    call = dict(CPU_CALL_KWARGS)
+    tick = time.perf_counter()
+    held = library_pooled(pipe, prompts, call, cache, target["target_id"], args.batch_size).double()
+    i2p = library_pooled(pipe, texts, call, cache, target["target_id"], args.batch_size).double()
+    print(f"target states of the I2P prompts: {time.perf_counter() - tick:.0f} s", flush=True)
+    vector = pack.gate_vector("global", SPACE)
+    probe = lambda x: gate_scores(x[:, None, :].float(), vector[None])[:, 0].double().numpy()  # noqa: E731
+    w, b = fit_logistic(held[groups["train_unsafe"]], held[groups["train_safe"] + groups["calibration"]])
+    native = lambda x: (x @ w.double() + b).numpy()  # noqa: E731
+    out = {}
+    for label, score, stored in (
+        (
+            "probe gate of the default pack (gate=True without gate_model)",
+            probe,
+            pack.threshold("global", SPACE),
+        ),
+        ("reference: native target probe (sees unsafe target text)", native, None),
+    ):
+        own = score(held)
+        thresholds = {
+            "1% of held-out benign, issue's kinds": float(
+                np.quantile(own[issue_benign], 0.99, method="higher")
+            )
+        }
+        if stored is not None:
+            thresholds["stored gate_fpr 0.01"] = float(stored)
+        out[label] = {
+            "fire_rates": fire_rates(score(i2p), thresholds, masks),
+            "own_heldout": {
+                name: float(np.mean(own[groups["unsafe"]["all"]] > t)) for name, t in thresholds.items()
+            },
+        }
+    return out
 
 
 def read_prompt_csvs(folder: Path) -> dict[str, list[str]]:
@@ -314,6 +371,12 @@ def print_table(results: dict, masks: dict[str, np.ndarray]) -> None:
             for c, v in gate["category_gates"].items()
         )
         print(f"  {label}: {cells}")
+    for label, gate in results.get("target_gates", {}).items():
+        for threshold, rates in gate["fire_rates"].items():
+            cells = ", ".join(f"{subset} {rate:.2f}" for subset, rate in rates.items())
+            print(
+                f"  target space: {label} | {threshold}: {cells}; our held-out unsafe {gate['own_heldout'][threshold]:.2f}"
+            )
     if any(gate["ring_a_bell"] for gate in results["gates"].values()):
         print("\nShare of Ring-A-Bell's adversarial violence prompts the global gate fires on:")
         for label, gate in results["gates"].items():
