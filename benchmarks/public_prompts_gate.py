@@ -25,11 +25,17 @@ odd-numbered I2P prompts, which it never saw, beside the default gate on the sam
 ``gate_recall.py``'s own held-out unsafe and benign prompts (recall at 1% of the issue's benign kinds, and at the
 stored threshold).
 
+**Other prompt sets and gates** (options): ``--ring-a-bell DIR`` also measures Ring-A-Bell's adversarial
+violence prompts (every CSV of its ``data/InvPrompt/Violence``); ``--target-gates`` also scores I2P with the
+gates on the target's text states (the default pack's probe gate, and a native target probe as a reference).
+
 Usage::
 
     python benchmarks/public_prompts_gate.py --i2p path/to/i2p_benchmark.csv --json i2p.json
     # SmolLM2 reads the 4,703 prompts once per framing (~5-8 min each on 2 cores), cached afterwards; the
     # supplied-prompts build reads its prompts once more (~2 min for the even half's hard ones).
+    python benchmarks/public_prompts_gate.py --i2p i2p_benchmark.csv --ring-a-bell Ring-A-Bell/data/InvPrompt/Violence \
+        --target-gates   # ~3 min once for Ring-A-Bell's 750 prompts, ~4 min once for Gemma-3 on I2P
 """
 
 from __future__ import annotations
