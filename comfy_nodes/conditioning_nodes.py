@@ -7,6 +7,7 @@ what was applied to *this* conditioning, never what a node was configured to do.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -170,6 +171,13 @@ def _source_gated(record: AppliedSteering | None) -> bool:
     )
 
 
+SOURCE_GATE_UNUSED_NODE = (
+    "SafeSteer Conditioning: gate is on without a gate_model, so the gate scores the text states, but this pack "
+    "also carries a source-model gate, which catches far more unsafe prompts at the same benign rate "
+    "(docs/method.md 6.5). Connect Load SafeSteer Gate Model (the pack's source model) and the prompt text to use it."
+)
+
+
 def _source_gate(pack, config, gate_model):
     """The pack's source-model gate scored by ``gate_model``, or ``None`` when no gate model is connected.
 
@@ -179,6 +187,8 @@ def _source_gate(pack, config, gate_model):
             does not fit it (the library's message).
     """
     if gate_model is None:
+        if config.gate and pack.has_source_gate:
+            warnings.warn(SOURCE_GATE_UNUSED_NODE, stacklevel=2)
         return None
     if not isinstance(gate_model, GateModel):
         raise TypeError(

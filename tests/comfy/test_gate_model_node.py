@@ -102,3 +102,24 @@ def test_the_source_gate_fails_closed(setup):
         )
     with pytest.raises(ValueError, match="source is empty"):
         LoadSafeSteerGateModel().load("  ")
+
+
+def test_gate_on_without_a_gate_model_warns_that_the_source_gate_is_left_unused(setup):
+    import warnings
+
+    from comfy_nodes.conditioning_nodes import SOURCE_GATE_UNUSED_NODE
+
+    folder, pack, no_source_gate = setup
+    (gate_model,) = LoadSafeSteerGateModel().load(str(folder / "llm"))
+    tensor = torch.randn(1, 77, 32, generator=torch.Generator().manual_seed(1))
+
+    def warned(pack_, **inputs) -> int:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            SafeSteerConditioning().steer(conditioning(tensor), pack_, **{**strengths(2.0), **inputs})
+        return sum(str(w.message) == SOURCE_GATE_UNUSED_NODE for w in caught)
+
+    assert warned(pack, gate=True) == 1
+    assert warned(pack, gate=True, gate_model=gate_model, prompt=PROMPTS[0]) == 0
+    assert warned(pack, gate=False) == 0
+    assert warned(no_source_gate, gate=True) == 0

@@ -273,3 +273,31 @@ def test_the_report_shows_the_scores_that_decided(setup):
         assert all(set(d.scores) == {SPACE} for d in wrapped.safety_report.prompts[0].directions)
     finally:
         SafeSteer.unwrap(wrapped)
+
+
+def test_gate_true_without_gate_model_warns_that_the_source_gate_is_left_unused(setup):
+    import warnings
+
+    from safesteer_diffusers.pipelines.validation import SOURCE_GATE_UNUSED
+
+    pipe, _, model, tokenizer, _, _, pack = setup
+    no_source_gate = DirectionPack.from_tensors(
+        {name: {SPACE: pack.direction(SPACE, name)} for name in pack.names},
+        thresholds={name: {SPACE: pack.threshold(name, SPACE)} for name in pack.names},
+    )
+
+    def warned(pack_, **kwargs) -> list[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            wrapped = SafeSteer.wrap(pipe, pack_, strength=2.0, **kwargs)
+            try:
+                if not kwargs.get("gate"):
+                    wrapped.configure_safety(gate=True)  # turned on later: the same advice
+            finally:
+                SafeSteer.unwrap(wrapped)
+        return [str(w.message) for w in caught if str(w.message) == SOURCE_GATE_UNUSED]
+
+    assert len(warned(pack, gate=True)) == 1
+    assert len(warned(pack)) == 1  # wrap without the gate says nothing; configure_safety(gate=True) does
+    assert warned(pack, gate=True, gate_model=(model, tokenizer)) == []
+    assert warned(no_source_gate, gate=True) == []
