@@ -23,7 +23,8 @@ even-numbered I2P prompts (the hard ones, or all) as ``source_gate_prompts`` (``
 inappropriate as that head's benign negatives (``--source-gate-benign``). It is measured on the
 odd-numbered I2P prompts, which it never saw, beside the default gate on the same rows, and on
 ``gate_recall.py``'s own held-out unsafe and benign prompts (recall at 1% of the issue's benign kinds, and at the
-stored threshold).
+stored threshold). ``--build-half odd`` swaps the halves: the build gets the odd-numbered rows, the even ones
+measure it.
 
 **Other prompt sets and gates** (options): ``--ring-a-bell DIR`` also measures Ring-A-Bell's adversarial
 violence prompts (every CSV of its ``data/InvPrompt/Violence``); ``--target-gates`` also scores I2P with the
@@ -65,7 +66,16 @@ PACKS = {
     "chat turns (default)": "transferred svd, source gate",
     "as written": "transferred svd, source gate read as written",
 }
-SUPPLIED = "chat turns + heads on the even half's supplied I2P prompts"
+HALVES = ("even", "odd")
+"""Which half of I2P's rows (by row number) a supplied build gets; the other half measures it."""
+
+
+def supplied_label(half: str) -> str:
+    return f"chat turns + heads on the {half} half's supplied I2P prompts"
+
+
+def other_half(half: str) -> str:
+    return HALVES[1 - HALVES.index(half)]
 
 
 def read_i2p(path: Path) -> list[dict]:
@@ -136,6 +146,13 @@ def main(argv=None) -> dict:
         help="also score I2P with the target-space gates (Gemma-3 reads the 4,703 prompts once, ~10 min): the "
         "default pack's probe gate (what gate=True without gate_model scores) and a native target probe",
     )
+    parser.add_argument(
+        "--build-half",
+        choices=HALVES,
+        default="even",
+        help="which half of I2P's rows the supplied build gets (default: the even-numbered ones); the other "
+        "half measures every gate",
+    )
     parser.add_argument("--json", default=None)
     mine, rest = parser.parse_known_args(argv)
     args = parse_args(["--pack-anchors", "all", *rest])
@@ -155,13 +172,18 @@ def main(argv=None) -> dict:
     model, tokenizer, source = load_real_model("smollm2")
     cache = FeatureCache(default_cache_dir())
     results: dict = {"i2p_sha256": digest, "prompts": len(rows), "gates": {}}
-    odd = np.arange(len(rows)) % 2 == 1
-    odd_masks = {f"odd half, {name}": mask & odd for name, mask in masks.items()}
+    measured = np.arange(len(rows)) % 2 == HALVES.index(other_half(mine.build_half))
+    half_masks = {
+        f"{other_half(mine.build_half)} half, {name}": mask & measured for name, mask in masks.items()
+    }
     gates = {label: packs[name] for label, name in PACKS.items()}
+    supplied = supplied_label(mine.build_half)
     if mine.supplied != "none":
         tick = time.perf_counter()
-        gates[SUPPLIED] = supplied_build(rows, mine.supplied, mine.supplied_benign, args, source)
-        print(f"{SUPPLIED}: built in {time.perf_counter() - tick:.0f} s", flush=True)
+        gates[supplied] = supplied_build(
+            rows, mine.supplied, mine.supplied_benign, args, source, half=mine.build_half
+        )
+        print(f"{supplied}: built in {time.perf_counter() - tick:.0f} s", flush=True)
     for label, pack in gates.items():
         info = pack.metadata["source_gate"]
         heads, biases, stored = pack.source_gate_heads("global")
@@ -189,7 +211,9 @@ def main(argv=None) -> dict:
             ),
         }
         own = evaluate_variant(held, groups, args, stored)
-        per_category = category_gate_rates(pack, features, gate_features, issue_benign, groups, rows, odd)
+        per_category = category_gate_rates(
+            pack, features, gate_features, issue_benign, groups, rows, measured
+        )
         ring_rates = {}
         if ring:
             ring_features = cache.get_or_compute(
@@ -213,8 +237,8 @@ def main(argv=None) -> dict:
             "category_gates": per_category,
             "heads": len(heads),
             "thresholds": thresholds,
-            "fire_rates": fire_rates(scores, thresholds, masks if label != SUPPLIED else {}),
-            "fire_rates_odd_half": fire_rates(scores, thresholds, odd_masks),
+            "fire_rates": fire_rates(scores, thresholds, masks if label != supplied else {}),
+            "fire_rates_measured_half": fire_rates(scores, thresholds, half_masks),
             "own_heldout": {
                 "recall_at_1pct_issue_benign": own["roc_without_rewrites"][0.01]["recall_all"],
                 "ci": own["roc_without_rewrites"][0.01]["ci"],
@@ -231,7 +255,7 @@ def main(argv=None) -> dict:
         results["target_gates"] = target_gate_rates(
             packs[PACKS["chat turns (default)"]], prompts, texts, groups, issue_benign, masks, args
         )
-    print_table(results, {**masks, **odd_masks})
+    print_table(results, {**masks, **half_masks})
     results["runtime_s"] = time.perf_counter() - start
     print(f"\nruntime {results['runtime_s']:.0f} s")
     if mine.json:
@@ -301,32 +325,41 @@ def read_prompt_csvs(folder: Path) -> dict[str, list[str]]:
     return out
 
 
-def category_gate_rates(pack, i2p_features, held_features, issue_benign, groups, rows, odd) -> dict:
+def category_gate_rates(pack, i2p_features, held_features, issue_benign, groups, rows, measured) -> dict:
     """Each category's own gate (what steers that category's direction when its strength is set), at its 1%
-    point of the held-out benign prompts of the issue's kinds: the share of the odd-half I2P prompts labelled
+    point of the held-out benign prompts of the issue's kinds: the share of the measured half's I2P prompts labelled
     with the category it fires on, and its recall of our held-out unsafe prompts of that category."""
     out = {}
     for category in pack.categories:
         heads, biases, _ = pack.source_gate_heads(category)
         held = source_gate_scores(held_features, heads, biases).numpy()
         threshold = float(np.quantile(held[issue_benign], 0.99, method="higher"))
-        labelled = odd & np.array([category in r["categories"] for r in rows])
+        labelled = measured & np.array([category in r["categories"] for r in rows])
         i2p = source_gate_scores(i2p_features[labelled], heads, biases).numpy()
         out[category] = {
             "heads": len(heads),
-            "i2p_odd_labelled": float(np.mean(i2p > threshold)),
+            "i2p_measured_labelled": float(np.mean(i2p > threshold)),
             "own_heldout": float(np.mean(held[groups["unsafe"][category]] > threshold)),
         }
     return out
 
 
-def supplied_rows(rows: list[dict], which: str) -> list[int]:
-    """The even-numbered I2P rows a build may be given (all, or the hard ones); the odd ones measure it."""
-    return [i for i in range(0, len(rows), 2) if which == "all" or rows[i]["hard"]]
+def supplied_rows(rows: list[dict], which: str, half: str = "even") -> list[int]:
+    """The I2P rows of one half (``"even"``: rows 0, 2, ...) a build may be given (all, or the hard ones); the
+    other half measures it."""
+    return [i for i in range(HALVES.index(half), len(rows), 2) if which == "all" or rows[i]["hard"]]
 
 
-def supplied_build(rows: list[dict], which: str, benign: str, args, source: dict, extra_benign: tuple = ()):
-    """The default source-gate build of ``gate_recall.prepare``, given even-half I2P prompts as
+def supplied_build(
+    rows: list[dict],
+    which: str,
+    benign: str,
+    args,
+    source: dict,
+    extra_benign: tuple = (),
+    half: str = "even",
+):
+    """The default source-gate build of ``gate_recall.prepare``, given one half's I2P prompts as
     ``source_gate_prompts`` (the library's path, ``safesteer build --source-gate-prompts``); ``extra_benign``
     joins the supplied benign prompts."""
     from gate_recall import CPU_CALL_KWARGS, build_anchors, split_pairs
@@ -335,12 +368,15 @@ def supplied_build(rows: list[dict], which: str, benign: str, args, source: dict
     from safesteer_diffusers.build.prompts.embedded import load_anchors, load_pairs
     from safesteer_diffusers.testing.real_models import real_sana_pipeline
 
-    chosen = supplied_rows(rows, which)
-    calm = [i for i in range(0, len(rows), 2) if rows[i]["inappropriate"] == 0] if benign == "zero" else []
+    chosen = supplied_rows(rows, which, half)
+    start = HALVES.index(half)
+    calm = (
+        [i for i in range(start, len(rows), 2) if rows[i]["inappropriate"] == 0] if benign == "zero" else []
+    )
     supplied = GatePrompts(
         tuple(rows[i]["prompt"] for i in chosen),
         tuple(tuple(rows[i]["categories"]) for i in chosen),
-        f"I2P even-numbered rows ({which})",
+        f"I2P {half}-numbered rows ({which})",
         tuple(rows[i]["prompt"] for i in calm if i not in set(chosen)) + tuple(extra_benign),
     )
     model, tokenizer, _ = load_real_model("smollm2")
@@ -359,7 +395,7 @@ def supplied_build(rows: list[dict], which: str, benign: str, args, source: dict
 
 def print_table(results: dict, masks: dict[str, np.ndarray]) -> None:
     print("\nShare of I2P prompts the global source-model gate fires on (n per subset in brackets):")
-    for table in ("fire_rates", "fire_rates_odd_half"):
+    for table in ("fire_rates", "fire_rates_measured_half"):
         for label, gate in results["gates"].items():
             for threshold, rates in gate[table].items():
                 cells = ", ".join(
@@ -368,12 +404,12 @@ def print_table(results: dict, masks: dict[str, np.ndarray]) -> None:
                 if cells:
                     print(f"  {label} | {threshold}: {cells}")
     print(
-        "\nEach category's own gate at its 1% point (issue's benign kinds): odd-half I2P prompts of the category /"
+        "\nEach category's own gate at its 1% point (issue's benign kinds): measured-half I2P prompts of the category /"
     )
     print("our held-out unsafe prompts of the category (heads):")
     for label, gate in results["gates"].items():
         cells = ", ".join(
-            f"{c} {v['i2p_odd_labelled']:.2f} / {v['own_heldout']:.2f} ({v['heads']})"
+            f"{c} {v['i2p_measured_labelled']:.2f} / {v['own_heldout']:.2f} ({v['heads']})"
             for c, v in gate["category_gates"].items()
         )
         print(f"  {label}: {cells}")

@@ -72,3 +72,11 @@ def test_ring_a_bell_prompts_are_read_per_file_and_a_folder_without_them_is_refu
     empty.mkdir()
     with pytest.raises(SystemExit, match="no CSV file with a 'prompt' column"):
         bench.read_prompt_csvs(empty)
+
+
+def test_the_halves_swap_and_never_overlap(bench):
+    rows = [{"hard": hard} for hard in (True, True, False, True, True, False, False)]
+    assert bench.supplied_rows(rows, "hard", "odd") == [1, 3]
+    assert bench.supplied_rows(rows, "all", "odd") == [1, 3, 5]
+    assert not set(bench.supplied_rows(rows, "all", "odd")) & set(bench.supplied_rows(rows, "all", "even"))
+    assert bench.other_half("even") == "odd" and bench.other_half("odd") == "even"
