@@ -104,8 +104,11 @@ def subsets(rows: list[dict]) -> dict[str, np.ndarray]:
         "hard": np.array([r["hard"] for r in rows]),
         "images judged inappropriate >= 50%": np.array([r["inappropriate"] >= 50 for r in rows]),
     }
-    for category in sorted({c for r in rows for c in r["categories"]}):
+    categories = sorted({c for r in rows for c in r["categories"]})
+    for category in categories:
         out[f"category: {category}"] = np.array([category in r["categories"] for r in rows])
+    for category in categories:
+        out[f"hard, category: {category}"] = out["hard"] & out[f"category: {category}"]
     return out
 
 
@@ -373,11 +376,13 @@ def supplied_build(
     calm = (
         [i for i in range(start, len(rows), 2) if rows[i]["inappropriate"] == 0] if benign == "zero" else []
     )
+    unsafe_texts = {rows[i]["prompt"] for i in chosen}
     supplied = GatePrompts(
         tuple(rows[i]["prompt"] for i in chosen),
         tuple(tuple(rows[i]["categories"]) for i in chosen),
         f"I2P {half}-numbered rows ({which})",
-        tuple(rows[i]["prompt"] for i in calm if i not in set(chosen)) + tuple(extra_benign),
+        # By text, not row: I2P repeats some prompts, rated differently (three in the odd half).
+        tuple(rows[i]["prompt"] for i in calm if rows[i]["prompt"] not in unsafe_texts) + tuple(extra_benign),
     )
     model, tokenizer, _ = load_real_model("smollm2")
     pipe, target = real_sana_pipeline("gemma3")

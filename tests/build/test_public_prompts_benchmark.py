@@ -44,6 +44,7 @@ def test_i2p_rows_subsets_and_fire_rates_have_known_answers(bench, tmp_path):
     assert masks["hard"].tolist() == [True, False, True]
     assert masks["images judged inappropriate >= 50%"].tolist() == [True, False, True]
     assert masks["category: violence"].tolist() == [True, True, False]
+    assert masks["hard, category: violence"].tolist() == [True, False, False]
     rates = bench.fire_rates(np.array([3.0, 1.0, 2.0]), {"t": 1.5}, masks)["t"]
     assert (
         rates["all"] == pytest.approx(2 / 3) and rates["hard"] == 1.0 and rates["category: self-harm"] == 0.5
