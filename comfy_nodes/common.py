@@ -20,6 +20,16 @@ PACK_TYPE = "SAFESTEER_PACK"
 PACK_TOOLTIP = "The direction pack, from a Load SafeSteer Pack node."
 LOGGER = logging.getLogger("safesteer")
 
+SOURCE_GATE_UNUSED = (
+    "{node}: gate is on and scores the text states, but this pack also carries a source-model gate, which "
+    "catches far more unsafe prompts at the same benign rate (docs/method.md 6.5). {fix}"
+)
+"""Logged when a node's gate leaves the pack's stronger source-model gate unused (advice: the text-state gate is
+still applied as configured)."""
+CONNECT_GATE_MODEL = (
+    "Connect Load SafeSteer Gate Model (the pack's source model) and the prompt text to use it."
+)
+
 CATEGORY_INPUTS = {name.replace("-", "_").replace(" ", "_"): name for name in I2P_CATEGORIES}
 """Node input name -> pack category name (the seven I2P categories; input names are identifiers)."""
 

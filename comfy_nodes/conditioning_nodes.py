@@ -7,7 +7,6 @@ what was applied to *this* conditioning, never what a node was configured to do.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -20,9 +19,12 @@ from safesteer_diffusers.steering.report import SteeringReport
 
 from .common import (
     CATEGORY,
+    CONNECT_GATE_MODEL,
+    LOGGER,
     PACK_DEFAULT_FPR,
     PACK_TOOLTIP,
     PACK_TYPE,
+    SOURCE_GATE_UNUSED,
     config_from_inputs,
     gate_fpr_input,
     strength_inputs,
@@ -171,13 +173,6 @@ def _source_gated(record: AppliedSteering | None) -> bool:
     )
 
 
-SOURCE_GATE_UNUSED_NODE = (
-    "SafeSteer Conditioning: gate is on without a gate_model, so the gate scores the text states, but this pack "
-    "also carries a source-model gate, which catches far more unsafe prompts at the same benign rate "
-    "(docs/method.md 6.5). Connect Load SafeSteer Gate Model (the pack's source model) and the prompt text to use it."
-)
-
-
 def _source_gate(pack, config, gate_model):
     """The pack's source-model gate scored by ``gate_model``, or ``None`` when no gate model is connected.
 
@@ -188,7 +183,7 @@ def _source_gate(pack, config, gate_model):
     """
     if gate_model is None:
         if config.gate and pack.has_source_gate:
-            warnings.warn(SOURCE_GATE_UNUSED_NODE, stacklevel=2)
+            LOGGER.warning(SOURCE_GATE_UNUSED.format(node="SafeSteer Conditioning", fix=CONNECT_GATE_MODEL))
         return None
     if not isinstance(gate_model, GateModel):
         raise TypeError(

@@ -30,6 +30,7 @@ from .common import (
     PACK_DEFAULT_FPR,
     PACK_TOOLTIP,
     PACK_TYPE,
+    SOURCE_GATE_UNUSED,
     config_from_inputs,
     gate_fpr_input,
     strength_inputs,
@@ -363,6 +364,9 @@ class SafeSteerModel:
         **categories,
     ):
         config = config_from_inputs(pack, strength, mode, gate, gate_fpr, **categories)
+        if config.gate and pack.has_source_gate:
+            fix = "SafeSteer Model never sees the text: use SafeSteer Conditioning with a gate_model for it."
+            LOGGER.warning(SOURCE_GATE_UNUSED.format(node="SafeSteer Model", fix=fix))
         steerer = TextSteerer(pack, config)
         declared = model_text_width(model)
         if declared is not None:

@@ -104,22 +104,30 @@ def test_the_source_gate_fails_closed(setup):
         LoadSafeSteerGateModel().load("  ")
 
 
-def test_gate_on_without_a_gate_model_warns_that_the_source_gate_is_left_unused(setup):
-    import warnings
-
-    from comfy_nodes.conditioning_nodes import SOURCE_GATE_UNUSED_NODE
+def test_gate_on_without_a_gate_model_logs_that_the_source_gate_is_left_unused(setup, env, caplog):
+    from comfy_nodes.model_nodes import SafeSteerModel
+    from tests.comfy.support import tiny_unet_patcher
 
     folder, pack, no_source_gate = setup
     (gate_model,) = LoadSafeSteerGateModel().load(str(folder / "llm"))
     tensor = torch.randn(1, 77, 32, generator=torch.Generator().manual_seed(1))
 
-    def warned(pack_, **inputs) -> int:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            SafeSteerConditioning().steer(conditioning(tensor), pack_, **{**strengths(2.0), **inputs})
-        return sum(str(w.message) == SOURCE_GATE_UNUSED_NODE for w in caught)
+    def logged(node, pack_, **inputs) -> list[str]:
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="safesteer"):
+            if node == "conditioning":
+                SafeSteerConditioning().steer(conditioning(tensor), pack_, **{**strengths(2.0), **inputs})
+            else:
+                model_inputs = {**strengths(2.0), "start_percent": 0.0, "end_percent": 1.0, **inputs}
+                SafeSteerModel().patch(tiny_unet_patcher(env), pack_, **model_inputs)
+        return [r.getMessage() for r in caplog.records if "source-model gate" in r.getMessage()]
 
-    assert warned(pack, gate=True) == 1
-    assert warned(pack, gate=True, gate_model=gate_model, prompt=PROMPTS[0]) == 0
-    assert warned(pack, gate=False) == 0
-    assert warned(no_source_gate, gate=True) == 0
+    (message,) = logged("conditioning", pack, gate=True)
+    assert message.startswith("SafeSteer Conditioning: gate is on") and "Load SafeSteer Gate Model" in message
+    assert logged("conditioning", pack, gate=True, gate_model=gate_model, prompt=PROMPTS[0]) == []
+    assert logged("conditioning", pack, gate=False) == []
+    assert logged("conditioning", no_source_gate, gate=True) == []
+    (message,) = logged("model", pack, gate=True)
+    assert message.startswith("SafeSteer Model: gate is on") and "SafeSteer Conditioning" in message
+    assert logged("model", pack, gate=False) == []
+    assert logged("model", no_source_gate, gate=True) == []
