@@ -190,18 +190,9 @@ def main(argv=None) -> dict:
     for label, pack in gates.items():
         info = pack.metadata["source_gate"]
         heads, biases, stored = pack.source_gate_heads("global")
-        key = {"model": source["model_id"], "revision": f"sha256:{source['sha256']}", "pooling": "mean",
-               "chat_template": bool(info["chat_template"]), "kind": "bench_public_prompts",
-               "layer": int(info["layer"]), "prompts": prompts_hash(texts)}  # fmt: skip
         tick = time.perf_counter()
-        features = cache.get_or_compute(
-            key,
-            lambda info=info: {
-                "features": extract_features(
-                    model, tokenizer, texts, int(info["layer"]), chat_template=bool(info["chat_template"])
-                )
-            },
-        )["features"]
+        read = (model, tokenizer, source, int(info["layer"]), bool(info["chat_template"]))
+        features = cached_source_features(cache, *read, texts, "bench_public_prompts")
         print(f"{label}: I2P features in {time.perf_counter() - tick:.0f} s", flush=True)
         scores = source_gate_scores(features, heads, biases).numpy()
         gate_features = source_gate_features(pack, src, prompts)
@@ -219,18 +210,7 @@ def main(argv=None) -> dict:
         )
         ring_rates = {}
         if ring:
-            ring_features = cache.get_or_compute(
-                {**key, "kind": "bench_ring_a_bell", "prompts": prompts_hash(ring_texts)},
-                lambda info=info: {
-                    "features": extract_features(
-                        model,
-                        tokenizer,
-                        ring_texts,
-                        int(info["layer"]),
-                        chat_template=bool(info["chat_template"]),
-                    )
-                },
-            )["features"]
+            ring_features = cached_source_features(cache, *read, ring_texts, "bench_ring_a_bell")
             ring_scores = source_gate_scores(ring_features, heads, biases).numpy()
             files = np.repeat(np.array(list(ring)), [len(v) for v in ring.values()])
             ring_masks = {"all": np.ones(len(files), bool), **{name: files == name for name in ring}}
@@ -311,6 +291,37 @@ def target_gate_rates(pack, prompts, texts, groups, issue_benign, masks, args) -
             },
         }
     return out
+
+
+def cached_source_features(
+    cache,
+    model,
+    tokenizer,
+    source: dict,
+    layer: int,
+    chat_template: bool,
+    prompts: list[str],
+    kind: str,
+    batch_size: int = 16,
+) -> torch.Tensor:
+    """``[N, Ds]`` mean-pooled source features of ``prompts`` at ``layer`` (as chat turns or as written), from
+    the feature cache under this benchmark's key scheme; ``kind`` names the prompt set."""
+    key = {"model": source["model_id"], "revision": f"sha256:{source['sha256']}", "pooling": "mean",
+           "chat_template": bool(chat_template), "kind": kind, "layer": int(layer),
+           "prompts": prompts_hash(list(prompts))}  # fmt: skip
+    return cache.get_or_compute(
+        key,
+        lambda: {
+            "features": extract_features(
+                model,
+                tokenizer,
+                list(prompts),
+                int(layer),
+                chat_template=bool(chat_template),
+                batch_size=batch_size,
+            )
+        },
+    )["features"]
 
 
 def read_prompt_csvs(folder: Path) -> dict[str, list[str]]:

@@ -47,14 +47,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gate_recall import REWRITES, build_anchors, parse_args, prepare, source_gate_features, split_pairs  # noqa: E402
-from public_prompts_gate import read_i2p, supplied_build  # noqa: E402
+from public_prompts_gate import cached_source_features, read_i2p, supplied_build  # noqa: E402
 
 from safesteer_diffusers.build.contrast import ContrastPrompts  # noqa: E402
 from safesteer_diffusers.build.driver import BuildConfig  # noqa: E402
-from safesteer_diffusers.build.feature_cache import FeatureCache, default_cache_dir, prompts_hash, source_key  # noqa: E402
+from safesteer_diffusers.build.feature_cache import FeatureCache, default_cache_dir, source_key  # noqa: E402
 from safesteer_diffusers.build.gate_probe import negative_weights, source_gate_vectors  # noqa: E402
 from safesteer_diffusers.build.prompts.embedded import load_anchors, load_pairs  # noqa: E402
-from safesteer_diffusers.build.source_features import extract_features  # noqa: E402
 from safesteer_diffusers.build.source_gate_fit import GateReader  # noqa: E402
 from safesteer_diffusers.steering.maths import source_gate_scores  # noqa: E402
 from safesteer_diffusers.testing.real_models import load_real_model  # noqa: E402
@@ -220,11 +219,8 @@ def main(argv=None) -> dict:
     if not torch.allclose(weight, pack.source_gate_heads("global")[0][0].double(), atol=1e-4):
         raise SystemExit("the refitted head is not the pack's: the inputs differ from the build's")
 
-    key = {"model": source["model_id"], "revision": revision, "pooling": "mean", "chat_template": True,
-           "kind": "bench_public_prompts", "layer": layer, "prompts": prompts_hash(texts)}  # fmt: skip
-    i2p_f = cache.get_or_compute(
-        key, lambda: {"features": extract_features(model, tokenizer, texts, layer, chat_template=True)}
-    )["features"].double()
+    read = (model, tokenizer, source, layer, True)
+    i2p_f = cached_source_features(cache, *read, texts, "bench_public_prompts").double()
     held_f = source_gate_features(pack, src, prompts).double()
     results: dict = {"variants": {}}
 
@@ -237,12 +233,7 @@ def main(argv=None) -> dict:
 
     unique = sorted({c for t in prompts + texts for c in clauses(t)})
     tick = time.perf_counter()
-    clause_f = cache.get_or_compute(
-        {**key, "kind": "bench_gate_clauses", "prompts": prompts_hash(unique)},
-        lambda: {
-            "features": extract_features(model, tokenizer, unique, layer, chat_template=True, batch_size=64)
-        },
-    )["features"].double()
+    clause_f = cached_source_features(cache, *read, unique, "bench_gate_clauses", batch_size=64).double()
     print(f"{len(unique)} clauses read in {time.perf_counter() - tick:.0f} s", flush=True)
     by_clause = dict(zip(unique, (clause_f @ weight).tolist(), strict=True))
     add("clause max", lambda f, t: clause_max(t, (f @ weight).numpy(), by_clause))

@@ -64,6 +64,14 @@ def chat_turn_features(model, tokenizer, prompts, layer) -> torch.Tensor:
     return torch.stack(rows)
 
 
+def without_source_gate(pack: DirectionPack) -> DirectionPack:
+    """The same directions and text-state thresholds, without the source-model gate."""
+    return DirectionPack.from_tensors(
+        {name: {SPACE: pack.direction(SPACE, name)} for name in pack.names},
+        thresholds={name: {SPACE: pack.threshold(name, SPACE)} for name in pack.names},
+    )
+
+
 def _pack_matches_the_source_gate_of(pack, pairs, features, anchor_features):
     """The pack's source gate equals ``source_gate_vectors`` on these features (safe members, then unsafe)."""
     n = len(pairs)
@@ -219,10 +227,7 @@ def test_bad_gate_models_and_packs_are_refused_before_anything_changes(setup):
         SafeSteer.wrap(pipe, pack, gate=True, gate_model=(model, tokenizer), gate_fpr=0.03)
     with pytest.raises(TypeError, match=r"\(model, tokenizer\) pair"):
         SafeSteer.wrap(pipe, pack, gate=True, gate_model=model)
-    no_source_gate = DirectionPack.from_tensors(
-        {name: {SPACE: pack.direction(SPACE, name)} for name in pack.names},
-        thresholds={name: {SPACE: pack.threshold(name, SPACE)} for name in pack.names},
-    )
+    no_source_gate = without_source_gate(pack)
     with pytest.raises(ValueError, match="carries no source-model gate"):
         SafeSteer.wrap(pipe, no_source_gate, gate=True, gate_model=(model, tokenizer))
     other = LlamaModel(
@@ -281,10 +286,7 @@ def test_gate_true_without_gate_model_warns_that_the_source_gate_is_left_unused(
     from safesteer_diffusers.pipelines.validation import SOURCE_GATE_UNUSED
 
     pipe, _, model, tokenizer, _, _, pack = setup
-    no_source_gate = DirectionPack.from_tensors(
-        {name: {SPACE: pack.direction(SPACE, name)} for name in pack.names},
-        thresholds={name: {SPACE: pack.threshold(name, SPACE)} for name in pack.names},
-    )
+    no_source_gate = without_source_gate(pack)
 
     def warned(pack_, **kwargs) -> list[str]:
         with warnings.catch_warnings(record=True) as caught:
