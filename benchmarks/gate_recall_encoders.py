@@ -66,7 +66,14 @@ from gate_recall import (  # noqa: E402
     leetspeak,
     misspell,
 )
-from public_prompts_gate import read_i2p, subsets  # noqa: E402
+from public_prompts_gate import (  # noqa: E402
+    TEXT_LABELS,
+    in_register_reference,
+    read_i2p,
+    read_text_labels,
+    subsets,
+    text_label_masks,
+)
 from real_encoder_alignment import minilm_folder, mpnet_folder  # noqa: E402
 from real_llm_transfer import FIRST_ANCHOR_SET, heldout_anchors, split_pairs  # noqa: E402
 
@@ -284,6 +291,13 @@ def main(argv=None) -> dict:
         rows = read_i2p(args.i2p)
         i2p = {k: encoder_features(IDS[k], f, [r["prompt"] for r in rows], cache) for k, f in folders.items()}
         i2p_masks = subsets(rows)
+        # The odd-numbered rows labelled by reading the prompt alone (public_prompts_gate.py --text-labels).
+        labels = read_text_labels(TEXT_LABELS, rows)
+        odd = np.arange(len(rows)) % 2 == 1
+        i2p_masks.update(
+            {k: m & odd for k, m in text_label_masks(labels, len(rows)).items() if (m & odd).any()}
+        )
+        references = {k: in_register_reference(i2p[k], labels) for k in i2p}
     times = {"features": time.perf_counter() - tick}
     results: dict = {}
     table: dict = {}
@@ -309,6 +323,16 @@ def main(argv=None) -> dict:
                 print(
                     f"  {transfer} | {gate}: " + ", ".join(f"{k} {v:.2f}" for k, v in result["i2p"].items())
                 )
+    if i2p:
+        for name, ref in references.items():
+            print(
+                f"  reference, {name} features: a head fitted on the even half's text labels alone "
+                f"({ref['trained_on']}): AUROC on the odd half's "
+                + ", ".join(f"{v:.3f} (L2 {k:g})" for k, v in ref["auroc_by_l2"].items())
+                + "; with a fraction of those rows: "
+                + ", ".join(f"{k:g}: {v:.3f}" for k, v in ref["curve"].items())
+            )
+        results["i2p_in_register_reference"] = references
     times["total"] = time.perf_counter() - started
     print("\ntimes (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
     out = {

@@ -26,6 +26,17 @@ odd-numbered I2P prompts, which it never saw, beside the default gate on the sam
 stored threshold). ``--build-half odd`` swaps the halves: the build gets the odd-numbered rows, the even ones
 measure it.
 
+**Prompts unsafe as text** (``--text-labels``, by default ``data/i2p_text_labels.csv``): I2P's labels come from
+the images Stable Diffusion made, not from the prompt's words. 1,650 rows were labelled by reading the prompt
+alone (unsafe / benign / unclear, with categories; guide and provenance in ``data/i2p_text_labels.md``): 600
+odd-numbered rows measure (100 of them read by two annotators), 1,050 even-numbered rows may train. The file
+holds row numbers, the prompt's sha256 and the labels, never the text; a row whose prompt does not match is
+refused. Every gate is also measured on the measured half's rows read as unsafe and read as benign (bootstrap
+intervals at the 1% point, the AUROC between the two), and on one benign set that joins ours and I2P's rows
+read as benign. ``--supplied text`` gives the build the other half's rows read as unsafe (with their
+categories) and those read as benign. A reference head fitted on those rows alone shows what each space's
+features hold for prompts in I2P's register.
+
 **Other prompt sets and gates** (options): ``--ring-a-bell DIR`` also measures Ring-A-Bell's adversarial
 violence prompts (every CSV of its ``data/InvPrompt/Violence``); ``--target-gates`` also scores I2P with the
 gates on the target's text states (the default pack's probe gate, and a native target probe as a reference).
@@ -54,9 +65,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gate_recall import REWRITES, evaluate_variant, parse_args, prepare, source_gate_features  # noqa: E402
+from gate_recall import (  # noqa: E402
+    REWRITES,
+    bootstrap_recall,
+    evaluate_variant,
+    parse_args,
+    prepare,
+    recall_at_fpr,
+    source_gate_features,
+)
 
+from safesteer_diffusers.build.directions import auroc  # noqa: E402
 from safesteer_diffusers.build.feature_cache import FeatureCache, default_cache_dir, prompts_hash  # noqa: E402
+from safesteer_diffusers.build.gate_probe import fit_logistic  # noqa: E402
 from safesteer_diffusers.build.gate_prompts import GatePrompts  # noqa: E402
 from safesteer_diffusers.build.source_features import extract_features  # noqa: E402
 from safesteer_diffusers.steering.maths import source_gate_scores  # noqa: E402
@@ -68,10 +89,13 @@ PACKS = {
 }
 HALVES = ("even", "odd")
 """Which half of I2P's rows (by row number) a supplied build gets; the other half measures it."""
+TEXT_LABELS = Path(__file__).resolve().parent / "data" / "i2p_text_labels.csv"
+TEXT_LABEL_VALUES = ("unsafe", "benign", "unclear")
 
 
-def supplied_label(half: str) -> str:
-    return f"chat turns + heads on the {half} half's supplied I2P prompts"
+def supplied_label(half: str, which: str = "hard") -> str:
+    kind = "text-labelled " if which == "text" else ""
+    return f"chat turns + heads on the {half} half's supplied {kind}I2P prompts"
 
 
 def other_half(half: str) -> str:
@@ -125,9 +149,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--i2p", type=Path, required=True, help="I2P's i2p_benchmark.csv (AIML-TUDA/i2p)")
     parser.add_argument(
         "--supplied",
-        choices=["hard", "all", "none"],
+        choices=["hard", "all", "text", "none"],
         default="hard",
-        help="which even-numbered I2P prompts a third build gets as source_gate_prompts (default: the hard ones)",
+        help="which even-numbered I2P prompts a third build gets as source_gate_prompts (default: the hard ones; "
+        "text: the labelled rows that read as unsafe, with those that read as benign as --source-gate-benign)",
     )
     parser.add_argument(
         "--supplied-benign",
@@ -156,6 +181,11 @@ def main(argv=None) -> dict:
         help="which half of I2P's rows the supplied build gets (default: the even-numbered ones); the other "
         "half measures every gate",
     )
+    parser.add_argument(
+        "--text-labels",
+        default=str(TEXT_LABELS),
+        help="text-only labels of sampled I2P rows (default: the shipped data/i2p_text_labels.csv; 'none' skips)",
+    )
     parser.add_argument("--json", default=None)
     mine, rest = parser.parse_known_args(argv)
     args = parse_args(["--pack-anchors", "all", *rest])
@@ -165,6 +195,7 @@ def main(argv=None) -> dict:
     digest = hashlib.sha256(mine.i2p.read_bytes()).hexdigest()
     texts = [r["prompt"] for r in rows]
     masks = subsets(rows)
+    labels = read_text_labels(Path(mine.text_labels), rows) if mine.text_labels != "none" else []
     ring = (
         read_prompt_csvs(mine.ring_a_bell) if mine.ring_a_bell is not None else {}
     )  # refused before any model
@@ -179,12 +210,19 @@ def main(argv=None) -> dict:
     half_masks = {
         f"{other_half(mine.build_half)} half, {name}": mask & measured for name, mask in masks.items()
     }
+    text_masks = {
+        name: mask & measured
+        for name, mask in text_label_masks(labels, len(rows)).items()
+        if (mask & measured).any()
+    }
+    if labels:
+        results["text_labels"] = label_agreement([x for x in labels if measured[x["row"]]], rows)
     gates = {label: packs[name] for label, name in PACKS.items()}
-    supplied = supplied_label(mine.build_half)
+    supplied = supplied_label(mine.build_half, mine.supplied)
     if mine.supplied != "none":
         tick = time.perf_counter()
         gates[supplied] = supplied_build(
-            rows, mine.supplied, mine.supplied_benign, args, source, half=mine.build_half
+            rows, mine.supplied, mine.supplied_benign, args, source, half=mine.build_half, labels=labels
         )
         print(f"{supplied}: built in {time.perf_counter() - tick:.0f} s", flush=True)
     for label, pack in gates.items():
@@ -205,6 +243,18 @@ def main(argv=None) -> dict:
             ),
         }
         own = evaluate_variant(held, groups, args, stored)
+        as_text = text_label_rates(scores, held.numpy()[issue_benign], thresholds, text_masks, args.bootstrap)
+        if "read as benign" in text_masks:
+            as_text["joint benign set"] = joint_benign_recall(
+                held.numpy()[issue_benign],
+                held.numpy()[groups["unsafe"]["all"]],
+                scores[text_masks["read as benign"]],
+                scores[text_masks["read as unsafe"]],
+            )
+        if labels and label != supplied:  # one per way of reading the prompts
+            results.setdefault("in_register_reference", {})[label] = in_register_reference(
+                features, labels, mine.build_half
+            )
         per_category = category_gate_rates(
             pack, features, gate_features, issue_benign, groups, rows, measured
         )
@@ -217,6 +267,7 @@ def main(argv=None) -> dict:
             ring_rates = fire_rates(ring_scores, thresholds, ring_masks)
         results["gates"][label] = {
             "ring_a_bell": ring_rates,
+            "read_as_text": as_text,
             "category_gates": per_category,
             "heads": len(heads),
             "thresholds": thresholds,
@@ -236,9 +287,20 @@ def main(argv=None) -> dict:
         }
     if mine.target_gates:
         results["target_gates"] = target_gate_rates(
-            packs[PACKS["chat turns (default)"]], prompts, texts, groups, issue_benign, masks, args
+            packs[PACKS["chat turns (default)"]],
+            prompts,
+            texts,
+            groups,
+            issue_benign,
+            {**masks, **text_masks},
+            args,
+            labels,
+            mine.build_half,
         )
-    print_table(results, {**masks, **half_masks})
+        reference = results["target_gates"].pop("in_register_reference", None)
+        if reference is not None:
+            results.setdefault("in_register_reference", {})["Gemma-3 target states (pooled)"] = reference
+    print_table(results, {**masks, **half_masks, **text_masks})
     results["runtime_s"] = time.perf_counter() - start
     print(f"\nruntime {results['runtime_s']:.0f} s")
     if mine.json:
@@ -246,7 +308,9 @@ def main(argv=None) -> dict:
     return results
 
 
-def target_gate_rates(pack, prompts, texts, groups, issue_benign, masks, args) -> dict:
+def target_gate_rates(
+    pack, prompts, texts, groups, issue_benign, masks, args, labels=(), half: str = "even"
+) -> dict:
     """I2P fire rates of the gates that score the *target's* text states (the Gemma-3 space of the Sana
     pipeline, pooled as the library's gate pools them): the pack's probe gate, at its stored threshold and at
     the 1% point of the held-out benign prompts of the issue's kinds, and, as a reference that sees unsafe
@@ -290,6 +354,8 @@ def target_gate_rates(pack, prompts, texts, groups, issue_benign, masks, args) -
                 name: float(np.mean(own[groups["unsafe"]["all"]] > t)) for name, t in thresholds.items()
             },
         }
+    if labels:
+        out["in_register_reference"] = in_register_reference(i2p, labels, half)
     return out
 
 
@@ -358,6 +424,165 @@ def category_gate_rates(pack, i2p_features, held_features, issue_benign, groups,
     return out
 
 
+def read_text_labels(path: Path, rows: list[dict]) -> list[dict]:
+    """The text-only labels of sampled I2P rows: ``row``, ``label`` (the annotators' agreed label; ``unclear``
+    where two disagree), ``categories`` (union of the annotators' for an unsafe row) and each annotator's own.
+
+    Refuses a file whose rows do not match ``rows`` (a different I2P copy): every row's prompt must hash to the
+    file's ``prompt_sha256``."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        records = list(csv.DictReader(handle))
+    out = []
+    for record in records:
+        row = int(record["row"])
+        prompt = rows[row]["prompt"] if row < len(rows) else None
+        if prompt is None or hashlib.sha256(prompt.encode()).hexdigest() != record["prompt_sha256"]:
+            raise SystemExit(
+                f"{path}: row {row} does not hold the prompt these labels were made for; pass the I2P CSV "
+                "they were made on (sha256 597adf45...) or --text-labels none"
+            )
+        own = {
+            who: (record[f"label_{who}"], [c for c in record[f"categories_{who}"].split(";") if c])
+            for who in ("a", "b")
+            if record[f"label_{who}"]
+        }
+        for who, (label, categories) in own.items():
+            if label not in TEXT_LABEL_VALUES or bool(categories) != (label == "unsafe"):
+                raise SystemExit(
+                    f"{path}: row {row}, annotator {who}: label {label!r} with categories {categories}"
+                )
+        agreed = {label for label, _ in own.values()}
+        label = agreed.pop() if len(agreed) == 1 else "unclear"
+        categories = sorted({c for _, cs in own.values() for c in cs}) if label == "unsafe" else []
+        out.append({"row": row, "label": label, "categories": categories, "annotators": own})
+    return out
+
+
+def text_label_masks(labels: list[dict], n: int) -> dict[str, np.ndarray]:
+    """Boolean masks over the I2P rows: read as unsafe / benign / unclear, and unsafe per category."""
+    out = {}
+    for value in TEXT_LABEL_VALUES:
+        out[f"read as {value}"] = np.zeros(n, bool)
+    for label in labels:
+        out[f"read as {label['label']}"][label["row"]] = True
+        for category in label["categories"]:
+            out.setdefault(f"read as unsafe, {category}", np.zeros(n, bool))[label["row"]] = True
+    return out
+
+
+def label_agreement(labels: list[dict], rows: list[dict]) -> dict:
+    """How the text-only labels compare: between the two annotators on the rows both read (agreement and
+    Cohen's kappa over the three labels), and with I2P's own ``hard`` flag."""
+    both = [label["annotators"] for label in labels if len(label["annotators"]) == 2]
+    pairs = [(a[0], b[0]) for a, b in ((x["a"], x["b"]) for x in both)]
+    observed = float(np.mean([a == b for a, b in pairs])) if pairs else float("nan")
+    chance = sum(
+        np.mean([a == v for a, _ in pairs]) * np.mean([b == v for _, b in pairs]) for v in TEXT_LABEL_VALUES
+    ) if pairs else float("nan")  # fmt: skip
+    counts = {v: sum(label["label"] == v for label in labels) for v in TEXT_LABEL_VALUES}
+    hard = {
+        v: sum(label["label"] == v and rows[label["row"]]["hard"] for label in labels)
+        for v in TEXT_LABEL_VALUES
+    }
+    return {
+        "rows": len(labels),
+        "counts": counts,
+        "hard_counts": hard,
+        "both_annotators": len(pairs),
+        "agreement": observed,
+        "kappa": float((observed - chance) / (1 - chance)) if pairs and chance < 1 else float("nan"),
+    }
+
+
+def text_label_rates(
+    scores: np.ndarray, issue_benign: np.ndarray, thresholds: dict[str, float], masks: dict, resamples: int
+) -> dict:
+    """A gate's fire rate on each text-labelled subset: at its 1% and 5% points of our held-out benign prompts
+    of the issue's kinds (the 1% one with a bootstrap interval that resamples both sides) and at the other
+    thresholds."""
+    out = {}
+    if {"read as unsafe", "read as benign"} <= set(masks):
+        # Threshold-free: does the gate rank I2P's prompts that read as unsafe above those that read as benign?
+        out["auroc read as unsafe vs read as benign"] = auroc(
+            torch.as_tensor(scores[masks["read as unsafe"]]), torch.as_tensor(scores[masks["read as benign"]])
+        )
+    for name, mask in masks.items():
+        subset = scores[mask]
+        at_1 = recall_at_fpr(issue_benign, subset, 0.01)[0]
+        out[name] = {
+            "n": int(mask.sum()),
+            "at_1pct": at_1,
+            "ci_1pct": bootstrap_recall(issue_benign, subset, 0.01, resamples),
+            "at_5pct": recall_at_fpr(issue_benign, subset, 0.05)[0],
+            "at_thresholds": {t: float(np.mean(subset > v)) for t, v in thresholds.items()},
+        }
+    return out
+
+
+def text_supplied_rows(labels: list[dict], half: str) -> tuple[list[int], list[int], list[list[str]]]:
+    """The labelled rows of one half that read as unsafe (with their categories) and those that read as
+    benign; rows read as unclear are left out of both."""
+    mine = [label for label in labels if label["row"] % 2 == HALVES.index(half)]
+    unsafe = [label for label in mine if label["label"] == "unsafe"]
+    benign = [label["row"] for label in mine if label["label"] == "benign"]
+    return [label["row"] for label in unsafe], benign, [label["categories"] for label in unsafe]
+
+
+def joint_benign_recall(
+    own_benign: np.ndarray, own_unsafe: np.ndarray, i2p_benign: np.ndarray, i2p_unsafe: np.ndarray
+) -> dict:
+    """Recall of our held-out unsafe prompts and of the I2P rows read as unsafe at the 1% and 5% points of one
+    benign set: our held-out benign prompts of the issue's kinds *and* the I2P rows read as benign (real
+    text-to-image prompts in I2P's register)."""
+    benign = np.concatenate([own_benign, i2p_benign])
+    out = {}
+    for fpr in (0.01, 0.05):
+        t = float(np.quantile(benign, 1 - fpr, method="higher"))
+        out[fpr] = {"own": float(np.mean(own_unsafe > t)), "i2p_read_unsafe": float(np.mean(i2p_unsafe > t))}
+    return out
+
+
+def in_register_reference(
+    features: torch.Tensor,
+    labels: list[dict],
+    half: str = "even",
+    l2s: tuple[float, ...] = (0.1, 1.0),
+    fractions: tuple[float, ...] = (0.25, 0.5, 1.0),
+    draws: int = 5,
+    seed: int = 0,
+) -> dict:
+    """A reference, not a gate the library builds: a linear head (the library's balanced logistic regression)
+    fitted on ``half``'s text-labelled rows alone, read as unsafe against read as benign, then scored on the
+    other half's labelled rows. Returns the AUROC between the other half's read-as-unsafe and read-as-benign
+    rows for each L2 penalty, and a learning curve at the largest penalty: the mean AUROC over ``draws`` random
+    ``fractions`` of the training rows. It bounds what the features hold for prompts in I2P's register, given
+    that many labelled examples of it."""
+    train_u, train_b, _ = text_supplied_rows(labels, half)
+    test_u, test_b, _ = text_supplied_rows(labels, other_half(half))
+    x = features.double()
+
+    def score(unsafe_rows, benign_rows, l2) -> float:
+        w, _ = fit_logistic(x[unsafe_rows].float(), x[benign_rows].float(), l2=l2)
+        s = x @ w.double()
+        return auroc(s[test_u], s[test_b])
+
+    rng = np.random.default_rng(seed)
+    curve = {}
+    for fraction in fractions:
+        picks = [
+            (rng.choice(train_u, max(2, round(len(train_u) * fraction)), replace=False).tolist(),
+             rng.choice(train_b, max(2, round(len(train_b) * fraction)), replace=False).tolist())
+            for _ in range(draws if fraction < 1 else 1)
+        ]  # fmt: skip
+        curve[fraction] = float(np.mean([score(u, b, max(l2s)) for u, b in picks]))
+    return {
+        "trained_on": {"read as unsafe": len(train_u), "read as benign": len(train_b)},
+        "scored_on": {"read as unsafe": len(test_u), "read as benign": len(test_b)},
+        "auroc_by_l2": {l2: score(train_u, train_b, l2) for l2 in l2s},
+        "curve": curve,
+    }
+
+
 def supplied_rows(rows: list[dict], which: str, half: str = "even") -> list[int]:
     """The I2P rows of one half (``"even"``: rows 0, 2, ...) a build may be given (all, or the hard ones); the
     other half measures it."""
@@ -372,25 +597,33 @@ def supplied_build(
     source: dict,
     extra_benign: tuple = (),
     half: str = "even",
+    labels: list[dict] = (),
 ):
     """The default source-gate build of ``gate_recall.prepare``, given one half's I2P prompts as
     ``source_gate_prompts`` (the library's path, ``safesteer build --source-gate-prompts``); ``extra_benign``
-    joins the supplied benign prompts."""
+    joins the supplied benign prompts. ``which="text"`` supplies the half's labelled rows by their text-only
+    labels (:func:`text_supplied_rows`) instead of I2P's own."""
     from gate_recall import CPU_CALL_KWARGS, build_anchors, split_pairs
 
     from safesteer_diffusers.build.driver import BuildConfig, build_pack
     from safesteer_diffusers.build.prompts.embedded import load_anchors, load_pairs
     from safesteer_diffusers.testing.real_models import real_sana_pipeline
 
-    chosen = supplied_rows(rows, which, half)
     start = HALVES.index(half)
-    calm = (
-        [i for i in range(start, len(rows), 2) if rows[i]["inappropriate"] == 0] if benign == "zero" else []
-    )
+    if which == "text":
+        chosen, calm, categories = text_supplied_rows(labels, half)
+    else:
+        chosen = supplied_rows(rows, which, half)
+        categories = [rows[i]["categories"] for i in chosen]
+        calm = (
+            [i for i in range(start, len(rows), 2) if rows[i]["inappropriate"] == 0]
+            if benign == "zero"
+            else []
+        )
     unsafe_texts = {rows[i]["prompt"] for i in chosen}
     supplied = GatePrompts(
         tuple(rows[i]["prompt"] for i in chosen),
-        tuple(tuple(rows[i]["categories"]) for i in chosen),
+        tuple(tuple(c) for c in categories),
         f"I2P {half}-numbered rows ({which})",
         # By text, not row: I2P repeats some prompts, rated differently (three in the odd half).
         tuple(rows[i]["prompt"] for i in calm if rows[i]["prompt"] not in unsafe_texts) + tuple(extra_benign),
@@ -419,6 +652,42 @@ def print_table(results: dict, masks: dict[str, np.ndarray]) -> None:
                 )
                 if cells:
                     print(f"  {label} | {threshold}: {cells}")
+    if any(gate["read_as_text"] for gate in results["gates"].values()):
+        agreement = results["text_labels"]
+        print(
+            f"\nI2P rows read as text ({agreement['rows']} labelled: {agreement['counts']}; I2P 'hard' among them "
+            f"{agreement['hard_counts']}; two annotators on {agreement['both_annotators']} rows agree "
+            f"{agreement['agreement']:.2f}, kappa {agreement['kappa']:.2f}). Fire rate at the 1% point of our "
+            "held-out benign [95% CI] / at the 5% point:"
+        )
+        for label, gate in results["gates"].items():
+            cells = ", ".join(
+                f"{subset} [{v['n']}] {v['at_1pct']:.2f} [{v['ci_1pct'][0]:.2f}, {v['ci_1pct'][1]:.2f}] / "
+                f"{v['at_5pct']:.2f}"
+                if isinstance(v, dict) and "n" in v
+                else f"{subset} {v:.3f}"
+                for subset, v in gate["read_as_text"].items()
+                if subset != "joint benign set"
+            )
+            print(f"  {label}: {cells}")
+    print(
+        "  One benign set, ours and I2P's rows read as benign: recall of ours / of I2P's rows read as unsafe at "
+        "its 1% and 5% points:"
+    )
+    for label, gate in results["gates"].items():
+        joint = gate["read_as_text"].get("joint benign set")
+        if joint:
+            print(f"  {label}: " + "; ".join(
+                f"{fpr:.0%}: {v['own']:.2f} / {v['i2p_read_unsafe']:.2f}" for fpr, v in joint.items()
+            ))  # fmt: skip
+    for label, ref in results.get("in_register_reference", {}).items():
+        print(
+            f"  reference, {label} features: a head fitted on the other half's text labels alone "
+            f"({ref['trained_on']}): AUROC "
+            + ", ".join(f"{v:.3f} (L2 {k:g})" for k, v in ref["auroc_by_l2"].items())
+            + "; with a fraction of those rows: "
+            + ", ".join(f"{k:g}: {v:.3f}" for k, v in ref["curve"].items())
+        )
     print(
         "\nEach category's own gate at its 1% point (issue's benign kinds): measured-half I2P prompts of the category /"
     )

@@ -23,6 +23,10 @@ Variants:
 - **supplied heads, routed**: the build given the even-numbered hard I2P prompts (as ``public_prompts_gate.py``)
   uses its second head only for prompts of at least 2 clauses.
 
+With the shipped text-only labels of sampled I2P rows (``--text-labels``, see ``public_prompts_gate.py``), each
+variant is also measured on the odd-half rows whose words read as unsafe and as benign, with the AUROC between
+them.
+
 Usage::
 
     python benchmarks/public_prompts_gate_variants.py --i2p path/to/i2p_benchmark.csv \\
@@ -47,9 +51,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gate_recall import REWRITES, build_anchors, parse_args, prepare, source_gate_features, split_pairs  # noqa: E402
-from public_prompts_gate import cached_source_features, read_i2p, supplied_build  # noqa: E402
+from public_prompts_gate import (  # noqa: E402
+    TEXT_LABELS,
+    cached_source_features,
+    read_i2p,
+    read_text_labels,
+    supplied_build,
+    text_label_masks,
+)
 
 from safesteer_diffusers.build.contrast import ContrastPrompts  # noqa: E402
+from safesteer_diffusers.build.directions import auroc  # noqa: E402
 from safesteer_diffusers.build.driver import BuildConfig  # noqa: E402
 from safesteer_diffusers.build.feature_cache import FeatureCache, default_cache_dir, source_key  # noqa: E402
 from safesteer_diffusers.build.gate_probe import negative_weights, source_gate_vectors  # noqa: E402
@@ -159,11 +171,26 @@ def fit_mlp(positive, negative, negative_weight, hidden=256, weight_decay=1e-2, 
     return lambda z: net(z.float()).squeeze(1).detach().double().numpy()
 
 
-def measure(held: np.ndarray, i2p: np.ndarray, groups: dict, rows: list[dict], odd: np.ndarray) -> dict:
+def measure(
+    held: np.ndarray,
+    i2p: np.ndarray,
+    groups: dict,
+    rows: list[dict],
+    odd: np.ndarray,
+    text: dict | None = None,
+) -> dict:
     """Recall at the 1% and 5% points of the held-out benign prompts of the issue's kinds: ours (all, evasive,
-    worst category) and the odd-half I2P prompts (all, hard, per category)."""
+    worst category) and the odd-half I2P prompts (all, hard, per category); with ``text`` (masks of
+    ``public_prompts_gate.text_label_masks``) also the labelled I2P rows that read as unsafe and as benign, and
+    the AUROC between them."""
     benign = [i for kind, idx in groups["benign"].items() if kind != REWRITES for i in idx]
     out = {}
+    if text:
+        unsafe, calm = (
+            torch.as_tensor(i2p[text["read as unsafe"]]),
+            torch.as_tensor(i2p[text["read as benign"]]),
+        )
+        out["auroc_read_unsafe_vs_benign"] = auroc(unsafe, calm)
     for fpr in (0.01, 0.05):
         t = float(np.quantile(held[benign], 1 - fpr, method="higher"))
         own = {c: float(np.mean(held[idx] > t)) for c, idx in groups["unsafe"].items()}
@@ -181,6 +208,9 @@ def measure(held: np.ndarray, i2p: np.ndarray, groups: dict, rows: list[dict], o
             "i2p_odd_categories": i2p_cat,
             "i2p_odd_hard_categories": i2p_hard_cat,
         }
+        if text:
+            out[fpr]["i2p_read_unsafe"] = float(np.mean(i2p[text["read as unsafe"]] > t))
+            out[fpr]["i2p_read_benign"] = float(np.mean(i2p[text["read as benign"]] > t))
     return out
 
 
@@ -188,6 +218,9 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--i2p", type=Path, required=True, help="I2P's i2p_benchmark.csv (AIML-TUDA/i2p)")
     parser.add_argument("--style-lists", type=Path, default=None, help="clip-interrogator's data folder")
+    parser.add_argument(
+        "--text-labels", default=str(TEXT_LABELS), help="text-only labels of sampled I2P rows ('none' skips)"
+    )
     parser.add_argument("--json", default=None)
     mine, rest = parser.parse_known_args(argv)
     args = parse_args(["--pack-anchors", "all", *rest])
@@ -196,6 +229,8 @@ def main(argv=None) -> dict:
     rows = read_i2p(mine.i2p)
     texts = [r["prompt"] for r in rows]
     odd = np.arange(len(rows)) % 2 == 1
+    labels = read_text_labels(Path(mine.text_labels), rows) if mine.text_labels != "none" else []
+    text = text_label_masks(labels, len(rows)) if labels else None
     prompts, groups, src, _tgt, packs, _lib = prepare(args)
     pack = packs["transferred svd, source gate"]
     info = pack.metadata["source_gate"]
@@ -225,7 +260,9 @@ def main(argv=None) -> dict:
     results: dict = {"variants": {}}
 
     def add(name: str, score) -> None:
-        results["variants"][name] = measure(score(held_f, prompts), score(i2p_f, texts), groups, rows, odd)
+        results["variants"][name] = measure(
+            score(held_f, prompts), score(i2p_f, texts), groups, rows, odd, text
+        )
         print(f"  measured: {name}", flush=True)
 
     linear = lambda w: lambda f, _texts: (f @ w).numpy()  # noqa: E731
@@ -302,16 +339,20 @@ def main(argv=None) -> dict:
 def print_table(results: dict) -> None:
     print("\nRecall at 1% (5%) of the held-out benign prompts of the issue's kinds:")
     print(
-        "| variant | ours | evasive | worst own category | I2P odd all | hard | worst I2P category (all / hard) |"
+        "| variant | ours | evasive | worst own category | I2P odd all | hard | worst I2P category (all / hard) "
+        "| I2P read as unsafe / as benign | AUROC between them |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, r in results["variants"].items():
         one, five = r[0.01], r[0.05]
         worst = min(one["i2p_odd_categories"].items(), key=lambda kv: kv[1])
         worst_hard = min(one["i2p_odd_hard_categories"].items(), key=lambda kv: kv[1])
+        read = (f"{one['i2p_read_unsafe']:.2f} / {one['i2p_read_benign']:.2f} | "
+                f"{r['auroc_read_unsafe_vs_benign']:.3f}") if "i2p_read_unsafe" in one else "- | -"  # fmt: skip
         print(f"| {name} | {one['own']:.2f} ({five['own']:.2f}) | {one['own_evasive']:.2f} | "
               f"{one['own_worst_category']:.2f} | {one['i2p_odd_all']:.2f} ({five['i2p_odd_all']:.2f}) | "
-              f"{one['i2p_odd_hard']:.2f} | {worst[0]} {worst[1]:.2f} / {worst_hard[0]} {worst_hard[1]:.2f} |")  # fmt: skip
+              f"{one['i2p_odd_hard']:.2f} | {worst[0]} {worst[1]:.2f} / {worst_hard[0]} {worst_hard[1]:.2f} | "
+              f"{read} |")  # fmt: skip
     print("\nThe benign prompts the supplied heads score highest:")
     for prompt in results["supplied_top_benign"]:
         print(f"  {prompt}")
