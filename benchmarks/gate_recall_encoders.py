@@ -71,6 +71,7 @@ from public_prompts_gate import (  # noqa: E402
     in_register_reference,
     read_i2p,
     read_text_labels,
+    reference_line,
     subsets,
     text_label_masks,
 )
@@ -325,13 +326,7 @@ def main(argv=None) -> dict:
                 )
     if i2p:
         for name, ref in references.items():
-            print(
-                f"  reference, {name} features: a head fitted on the even half's text labels alone "
-                f"({ref['trained_on']}): AUROC on the odd half's "
-                + ", ".join(f"{v:.3f} (L2 {k:g})" for k, v in ref["auroc_by_l2"].items())
-                + "; with a fraction of those rows: "
-                + ", ".join(f"{k:g}: {v:.3f}" for k, v in ref["curve"].items())
-            )
+            print(reference_line(name, ref))
         results["i2p_in_register_reference"] = references
     times["total"] = time.perf_counter() - started
     print("\ntimes (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))

@@ -181,11 +181,7 @@ def main(argv=None) -> dict:
         help="which half of I2P's rows the supplied build gets (default: the even-numbered ones); the other "
         "half measures every gate",
     )
-    parser.add_argument(
-        "--text-labels",
-        default=str(TEXT_LABELS),
-        help="text-only labels of sampled I2P rows (default: the shipped data/i2p_text_labels.csv; 'none' skips)",
-    )
+    add_text_labels_option(parser)
     parser.add_argument("--json", default=None)
     mine, rest = parser.parse_known_args(argv)
     args = parse_args(["--pack-anchors", "all", *rest])
@@ -195,7 +191,7 @@ def main(argv=None) -> dict:
     digest = hashlib.sha256(mine.i2p.read_bytes()).hexdigest()
     texts = [r["prompt"] for r in rows]
     masks = subsets(rows)
-    labels = read_text_labels(Path(mine.text_labels), rows) if mine.text_labels != "none" else []
+    labels = text_labels_of(mine, rows)
     ring = (
         read_prompt_csvs(mine.ring_a_bell) if mine.ring_a_bell is not None else {}
     )  # refused before any model
@@ -422,6 +418,31 @@ def category_gate_rates(pack, i2p_features, held_features, issue_benign, groups,
             "own_heldout": float(np.mean(held[groups["unsafe"][category]] > threshold)),
         }
     return out
+
+
+def add_text_labels_option(parser: argparse.ArgumentParser) -> None:
+    """``--text-labels``: the text-only labels of sampled I2P rows (:func:`text_labels_of` reads them)."""
+    parser.add_argument(
+        "--text-labels",
+        default=str(TEXT_LABELS),
+        help="text-only labels of sampled I2P rows (default: the shipped data/i2p_text_labels.csv; 'none' skips)",
+    )
+
+
+def text_labels_of(options: argparse.Namespace, rows: list[dict]) -> list[dict]:
+    """The labels ``--text-labels`` names, checked against ``rows``; none for ``--text-labels none``."""
+    return read_text_labels(Path(options.text_labels), rows) if options.text_labels != "none" else []
+
+
+def reference_line(name: str, reference: dict) -> str:
+    """One printed line of :func:`in_register_reference`'s result."""
+    return (
+        f"  reference, {name} features: a head fitted on the other half's text labels alone "
+        f"({reference['trained_on']}): AUROC "
+        + ", ".join(f"{v:.3f} (L2 {k:g})" for k, v in reference["auroc_by_l2"].items())
+        + "; with a fraction of those rows: "
+        + ", ".join(f"{k:g}: {v:.3f}" for k, v in reference["curve"].items())
+    )
 
 
 def read_text_labels(path: Path, rows: list[dict]) -> list[dict]:
@@ -681,13 +702,7 @@ def print_table(results: dict, masks: dict[str, np.ndarray]) -> None:
                 f"{fpr:.0%}: {v['own']:.2f} / {v['i2p_read_unsafe']:.2f}" for fpr, v in joint.items()
             ))  # fmt: skip
     for label, ref in results.get("in_register_reference", {}).items():
-        print(
-            f"  reference, {label} features: a head fitted on the other half's text labels alone "
-            f"({ref['trained_on']}): AUROC "
-            + ", ".join(f"{v:.3f} (L2 {k:g})" for k, v in ref["auroc_by_l2"].items())
-            + "; with a fraction of those rows: "
-            + ", ".join(f"{k:g}: {v:.3f}" for k, v in ref["curve"].items())
-        )
+        print(reference_line(label, ref))
     print(
         "\nEach category's own gate at its 1% point (issue's benign kinds): measured-half I2P prompts of the category /"
     )

@@ -52,12 +52,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gate_recall import REWRITES, build_anchors, parse_args, prepare, source_gate_features, split_pairs  # noqa: E402
 from public_prompts_gate import (  # noqa: E402
-    TEXT_LABELS,
+    add_text_labels_option,
     cached_source_features,
     read_i2p,
-    read_text_labels,
     supplied_build,
     text_label_masks,
+    text_labels_of,
 )
 
 from safesteer_diffusers.build.contrast import ContrastPrompts  # noqa: E402
@@ -218,9 +218,7 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--i2p", type=Path, required=True, help="I2P's i2p_benchmark.csv (AIML-TUDA/i2p)")
     parser.add_argument("--style-lists", type=Path, default=None, help="clip-interrogator's data folder")
-    parser.add_argument(
-        "--text-labels", default=str(TEXT_LABELS), help="text-only labels of sampled I2P rows ('none' skips)"
-    )
+    add_text_labels_option(parser)
     parser.add_argument("--json", default=None)
     mine, rest = parser.parse_known_args(argv)
     args = parse_args(["--pack-anchors", "all", *rest])
@@ -229,8 +227,9 @@ def main(argv=None) -> dict:
     rows = read_i2p(mine.i2p)
     texts = [r["prompt"] for r in rows]
     odd = np.arange(len(rows)) % 2 == 1
-    labels = read_text_labels(Path(mine.text_labels), rows) if mine.text_labels != "none" else []
-    text = text_label_masks(labels, len(rows)) if labels else None
+    labels = text_labels_of(mine, rows)
+    # The measured (odd) half's labelled rows only; the even half's may train a supplied build.
+    text = {k: m & odd for k, m in text_label_masks(labels, len(rows)).items()} if labels else None
     prompts, groups, src, _tgt, packs, _lib = prepare(args)
     pack = packs["transferred svd, source gate"]
     info = pack.metadata["source_gate"]

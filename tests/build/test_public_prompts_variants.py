@@ -58,3 +58,26 @@ def test_nearest_neighbour_score_has_a_known_answer(bench):
     assert bench.knn_scores(z, positive, negative, k=1).tolist() == pytest.approx([1.0 - 0.0, 0.0 - 1.0])
     # k=2: mean over both of each class.
     assert bench.knn_scores(z, positive, negative, k=2).tolist() == pytest.approx([0.5 + 0.5, -0.5 - 0.5])
+
+
+def test_measure_reports_the_text_labelled_rows_at_the_benign_points(bench):
+    # Held-out prompts: 100 benign of the kinds scoring 0..99 (1% point 99, 5% point 95), one unsafe.
+    groups = {
+        "benign": {"written caption": list(range(100))},
+        "unsafe": {"all": [100], "style: evasive (written)": [100], "violence": [100]},
+    }
+    held = np.concatenate([np.arange(100, dtype=float), [120.0]])
+    rows = [{"categories": ["violence"], "hard": True} for _ in range(4)]
+    i2p = np.array([99.5, 96.0, 50.0, 120.0])
+    odd = np.array([False, True, False, True])
+    text = {
+        "read as unsafe": np.array([True, True, False, False]),
+        "read as benign": np.array([False, False, True, True]),
+    }
+    out = bench.measure(held, i2p, groups, rows, odd, text)
+    assert out[0.01]["own"] == 1.0
+    assert out[0.01]["i2p_read_unsafe"] == 0.5 and out[0.01]["i2p_read_benign"] == 0.5
+    assert out[0.05]["i2p_read_unsafe"] == 1.0 and out[0.05]["i2p_read_benign"] == 0.5
+    # unsafe (99.5, 96) against benign (50, 120): 2 of 4 pairs ranked right.
+    assert out["auroc_read_unsafe_vs_benign"] == 0.5
+    assert "i2p_read_unsafe" not in bench.measure(held, i2p, groups, rows, odd)[0.01]
