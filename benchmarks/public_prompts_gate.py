@@ -27,9 +27,9 @@ stored threshold). ``--build-half odd`` swaps the halves: the build gets the odd
 measure it.
 
 **Prompts unsafe as text** (``--text-labels``, by default ``data/i2p_text_labels.csv``): I2P's labels come from
-the images Stable Diffusion made, not from the prompt's words. 1,650 rows were labelled by reading the prompt
-alone (unsafe / benign / unclear, with categories; guide and provenance in ``data/i2p_text_labels.md``): 600
-odd-numbered rows measure (100 of them read by two annotators), 1,050 even-numbered rows may train. The file
+the images Stable Diffusion made, not from the prompt's words. 3,831 rows were labelled by reading the prompt
+alone (unsafe / benign / unclear, with categories; guide and provenance in ``data/i2p_text_labels.md``): 1,650
+odd-numbered rows measure (100 of them read by two annotators), 2,181 even-numbered rows may train. The file
 holds row numbers, the prompt's sha256 and the labels, never the text; a row whose prompt does not match is
 refused. Every gate is also measured on the measured half's rows read as unsafe and read as benign (bootstrap
 intervals at the 1% point, the AUROC between the two), and on one benign set that joins ours and I2P's rows
