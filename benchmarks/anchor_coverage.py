@@ -42,7 +42,10 @@ Protocol:
 - held-out R^2 of each map on the 224 held-out anchors (every kind) is printed beside it.
 
 Results and reading: docs/method.md, section 6.6. These are the project's own pairs, not public benchmark
-prompts.
+prompts. ``--i2p CSV`` measures the same directions on a public set too: I2P's prompts whose words read as
+unsafe (``data/i2p_text_labels.csv``, 528 rows, several categories each) and as benign (2,679): (b) one
+category's rows against the other categories', (c) the benign rows against them, for every category with at
+least 20 rows, in the target space (method.md 6.6.3).
 
 Usage::
 
@@ -54,6 +57,7 @@ Usage::
     # SmolLM2 reads every prompt as a chat turn (method.md 6.6.2; ~6 min once, then cached)
     python benchmarks/anchor_coverage.py --spaces encoders --methods svd --local-maps   # one map per category
     python benchmarks/anchor_coverage.py --spaces encoders --methods svd --alpha-sweep  # fixed ridge penalties
+    python benchmarks/anchor_coverage.py --spaces encoders --methods svd --i2p i2p_benchmark.csv  # on I2P too
 """
 
 from __future__ import annotations
@@ -368,12 +372,16 @@ class Transfer:
         self.native_directions = estimate_directions(data, self.target[rows].float(), layer=None).directions
         self.native = self.evaluation.score(self.target, self.native_directions)
 
-    def transported(self, anchor_rows: list[int], method: str, seed: int = 0) -> tuple[dict, dict]:
-        """Fit the map on ``anchor_rows`` (as build_pack does), transport, score; plus map diagnostics."""
+    def fit(self, anchor_rows: list[int], method: str, seed: int = 0):
+        """The map fitted on ``anchor_rows`` as build_pack fits it, and the category directions it carries."""
         align = fit_alignment(
             self.source[anchor_rows], self.target[anchor_rows], seed=seed, **METHODS[method]
         )
-        directions = {n: align.transport(d.float()) for n, d in self.source_directions.items()}
+        return align, {n: align.transport(d.float()) for n, d in self.source_directions.items()}
+
+    def transported(self, anchor_rows: list[int], method: str, seed: int = 0) -> tuple[dict, dict]:
+        """Fit the map on ``anchor_rows`` (as build_pack does), transport, score; plus map diagnostics."""
+        align, directions = self.fit(anchor_rows, method, seed)
         held = self.heldout_anchor_rows
         predicted, truth = align.predict(self.source[held].float()).double(), self.target[held]
         r2 = 1 - float(((truth - predicted) ** 2).sum() / ((truth - truth.mean(0)) ** 2).sum())
@@ -557,6 +565,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--alpha-sweep", action="store_true",
         help="also fit the svd and ridge maps at fixed ridge penalties 1e-3..100 (instead of the held-out R^2 "
              "choice) on the sensitive anchors, and report kept (b) and R^2 for each")  # fmt: skip
+    add("--i2p", type=Path, default=None,
+        help="also measure (b) on I2P's prompts that read as unsafe (benchmarks/data/i2p_text_labels.csv): "
+             "one category's against the other categories', for I2P's i2p_benchmark.csv (AIML-TUDA/i2p)")  # fmt: skip
     add("--bootstrap", type=int, default=1000)
     add("--threads", type=int, default=2)
     add("--bench-cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "safesteer-bench",
@@ -683,6 +694,113 @@ def alpha_sweep_rows(transfer, anchor_rows: list[int], alphas=(1e-3, 1e-2, 0.1, 
     return out
 
 
+I2P_MIN_ROWS = 20
+"""A category is measured on I2P when at least this many labelled rows read as unsafe in it."""
+
+
+@dataclass
+class TextLabelledI2P:
+    """I2P's prompts (all, as the feature caches key them) and its rows read as unsafe (with their categories)
+    and as benign, by ``public_prompts_gate.read_text_labels`` (both halves: no build here sees I2P)."""
+
+    texts: list[str]
+    unsafe: list[int]
+    categories: list[list[str]]
+    benign: list[int]
+
+    @classmethod
+    def read(cls, path: Path) -> TextLabelledI2P:
+        from public_prompts_gate import TEXT_LABELS, read_i2p, read_text_labels
+
+        rows = read_i2p(path)
+        labels = read_text_labels(TEXT_LABELS, rows)
+        unsafe = [x for x in labels if x["label"] == "unsafe"]
+        benign = [x["row"] for x in labels if x["label"] == "benign"]
+        return cls(
+            [r["prompt"] for r in rows], [x["row"] for x in unsafe], [x["categories"] for x in unsafe], benign
+        )
+
+
+def _bootstrap_weights(n: int, resamples: int, rng) -> torch.Tensor:
+    weights = np.ones((resamples + 1, n))
+    weights[1:] = rng.multinomial(n, np.full(n, 1 / n), size=resamples)
+    return torch.from_numpy(weights)
+
+
+def metrics_on_rows(
+    unsafe: torch.Tensor,
+    benign: torch.Tensor,
+    directions: dict,
+    categories: list[list[str]],
+    resamples: int,
+    seed: int = 0,
+) -> dict[str, dict[str, np.ndarray]]:
+    """(b) and (c) on prompts with several categories each, for every category with at least
+    :data:`I2P_MIN_ROWS` unsafe rows, along its direction (safe side positive): (b) the unsafe rows without
+    the category against those with it; (c) the benign rows against them. ``[B + 1]`` each: the point
+    estimate, then ``resamples`` bootstrap resamples of the rows (the same for every direction, so kept
+    fractions are paired)."""
+    rng = np.random.default_rng(seed)
+    w_unsafe = _bootstrap_weights(len(categories), resamples, rng)
+    w_benign = _bootstrap_weights(len(benign), resamples, rng)
+    counts: dict[str, int] = {}
+    for cs in categories:
+        for c in cs:
+            counts[c] = counts.get(c, 0) + 1
+    out: dict[str, dict[str, np.ndarray]] = {"b": {}, "c": {}}
+    for c in sorted(k for k, v in counts.items() if v >= I2P_MIN_ROWS):
+        own = torch.tensor([c in cs for cs in categories])
+        scores, calm = unsafe.double() @ directions[c].double(), benign.double() @ directions[c].double()
+        out["b"][c] = _weighted_auroc(scores[~own], scores[own], w_unsafe[:, ~own], w_unsafe[:, own])
+        out["c"][c] = _weighted_auroc(calm, scores[own], w_benign, w_unsafe[:, own])
+    return out
+
+
+def i2p_rows(
+    transfer, features: torch.Tensor, i2p: TextLabelledI2P, anchor_sets: dict, resamples: int
+) -> dict:
+    """Kept (b) and (c) on I2P's text-labelled prompts (``features``: the target's, every I2P row) for the
+    transported directions of each anchor set (svd), against the native directions."""
+    unsafe, benign = features[i2p.unsafe], features[i2p.benign]
+    native = metrics_on_rows(unsafe, benign, transfer.native_directions, i2p.categories, resamples)
+    native_mean = {m: np.mean(list(v.values()), axis=0) for m, v in native.items()}
+    out = {"native": {m: {"auroc": summary(native_mean[m]), "per_category": {c: float(v[0]) for c, v in native[m].items()}}
+                      for m in native}}  # fmt: skip
+    print(f"\n{transfer.name}: on I2P's prompts that read as unsafe ({len(i2p.unsafe)}) and benign "
+          f"({len(i2p.benign)}), svd; AUROC and kept fraction for (b) style-matched | (c) unsafe vs benign")  # fmt: skip
+    print("  native: " + " | ".join(fmt(out["native"][m]["auroc"]) for m in native) + "  (b) per category: "
+          + ", ".join(f"{c} {v:.3f}" for c, v in out["native"]["b"]["per_category"].items()))  # fmt: skip
+    for name, rows in anchor_sets.items():
+        _, directions = transfer.fit(rows, "svd")
+        scores = metrics_on_rows(unsafe, benign, directions, i2p.categories, resamples)
+        out[name] = {}
+        for m, by_category in scores.items():
+            mean = np.mean(list(by_category.values()), axis=0)
+            out[name][m] = {
+                "auroc": summary(mean),
+                "kept": summary(kept(mean, native_mean[m])),
+                "kept_per_category": {c: float(kept(v, native[m][c])[0]) for c, v in by_category.items()},
+            }
+        print(f"  {name}: " + " | ".join(f"{fmt(out[name][m]['auroc'])} kept {fmt(out[name][m]['kept'], 2)}" for m in scores)
+              + "  kept (b) per category: " + ", ".join(f"{c} {v:.2f}" for c, v in out[name]["b"]["kept_per_category"].items()),
+              flush=True)  # fmt: skip
+    return out
+
+
+def llm_i2p_rows(transfer, args, more: dict, cache: FeatureCache) -> dict:
+    """:func:`i2p_rows` for the LLM pair: I2P's Gemma-3 states pooled as the library pools them, the maps
+    fitted on every sensitive anchor (the default) and, with ``--llm-all-anchors``, on every build anchor."""
+    from gate_recall import library_pooled
+
+    from safesteer_diffusers.testing.real_models import CPU_CALL_KWARGS, real_sana_pipeline
+
+    i2p = TextLabelledI2P.read(args.i2p)
+    pipe, target = real_sana_pipeline("gemma3")
+    features = library_pooled(pipe, i2p.texts, dict(CPU_CALL_KWARGS), cache, target["target_id"], 16).double()
+    sets = {name: rows for name, rows in more.items() if name.startswith(("every sensitive", "every build"))}
+    return i2p_rows(transfer, features, i2p, sets, args.bootstrap)
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -727,6 +845,15 @@ def main(argv=None) -> dict:
                 transfer = Transfer(f"{src} -> {tgt}", u, feats[src], feats[tgt], train, evaluation,
                                     [anchor_row[i] for i in heldout_ids])  # fmt: skip
                 run_transfer(transfer, anchor_row, kinds, pool, args.n, args, results, more)
+                if args.i2p is not None:
+                    i2p = TextLabelledI2P.read(args.i2p)
+                    features = encoder_features(ids[tgt], folders[tgt], i2p.texts, cache)
+                    sensitive = [anchor_row[i] for i in pool if kinds[i] == "sensitive"]
+                    sets = {
+                        "sensitive anchors (the default)": sensitive,
+                        "every build anchor": [anchor_row[i] for i in pool],
+                    }
+                    results[transfer.name]["i2p"] = i2p_rows(transfer, features, i2p, sets, args.bootstrap)
             print_worse(results)
 
     if "llm" in args.spaces:
@@ -797,6 +924,8 @@ def main(argv=None) -> dict:
                     data, transfer.source[rows].float(), layer=None
                 ).directions
             run_transfer(transfer, anchor_row, kinds, pool, args.n_llm, args, results, more, local_pools)
+            if args.i2p is not None and more is not None:
+                results[transfer.name]["i2p"] = llm_i2p_rows(transfer, args, more, cache)
 
     print_headline(results, args.composition_method)
     results["times_s"]["total"] = time.perf_counter() - started
