@@ -566,8 +566,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="also fit the svd and ridge maps at fixed ridge penalties 1e-3..100 (instead of the held-out R^2 "
              "choice) on the sensitive anchors, and report kept (b) and R^2 for each")  # fmt: skip
     add("--i2p", type=Path, default=None,
-        help="also measure (b) on I2P's prompts that read as unsafe (benchmarks/data/i2p_text_labels.csv): "
-             "one category's against the other categories', for I2P's i2p_benchmark.csv (AIML-TUDA/i2p)")  # fmt: skip
+        help="also measure (b) and (c) on I2P's prompts read as unsafe and as benign "
+             "(benchmarks/data/i2p_text_labels.csv), for I2P's i2p_benchmark.csv (AIML-TUDA/i2p)")  # fmt: skip
     add("--bootstrap", type=int, default=1000)
     add("--threads", type=int, default=2)
     add("--bench-cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "safesteer-bench",
@@ -787,14 +787,13 @@ def i2p_rows(
     return out
 
 
-def llm_i2p_rows(transfer, args, more: dict, cache: FeatureCache) -> dict:
+def llm_i2p_rows(transfer, i2p: TextLabelledI2P, args, more: dict, cache: FeatureCache) -> dict:
     """:func:`i2p_rows` for the LLM pair: I2P's Gemma-3 states pooled as the library pools them, the maps
     fitted on every sensitive anchor (the default) and, with ``--llm-all-anchors``, on every build anchor."""
     from gate_recall import library_pooled
 
     from safesteer_diffusers.testing.real_models import CPU_CALL_KWARGS, real_sana_pipeline
 
-    i2p = TextLabelledI2P.read(args.i2p)
     pipe, target = real_sana_pipeline("gemma3")
     features = library_pooled(pipe, i2p.texts, dict(CPU_CALL_KWARGS), cache, target["target_id"], 16).double()
     sets = {name: rows for name, rows in more.items() if name.startswith(("every sensitive", "every build"))}
@@ -807,6 +806,8 @@ def main(argv=None) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.perf_counter()
     cache = FeatureCache(default_cache_dir())
+    # Read (and check against its labels) before any model runs: a wrong CSV fails in seconds, not minutes.
+    i2p = TextLabelledI2P.read(args.i2p) if args.i2p is not None else None
     pairs = load_pairs()
     train, test = split_pairs(pairs, 0.3, None)
     anchors = load_anchors()
@@ -845,8 +846,7 @@ def main(argv=None) -> dict:
                 transfer = Transfer(f"{src} -> {tgt}", u, feats[src], feats[tgt], train, evaluation,
                                     [anchor_row[i] for i in heldout_ids])  # fmt: skip
                 run_transfer(transfer, anchor_row, kinds, pool, args.n, args, results, more)
-                if args.i2p is not None:
-                    i2p = TextLabelledI2P.read(args.i2p)
+                if i2p is not None:
                     features = encoder_features(ids[tgt], folders[tgt], i2p.texts, cache)
                     sensitive = [anchor_row[i] for i in pool if kinds[i] == "sensitive"]
                     sets = {
@@ -924,8 +924,8 @@ def main(argv=None) -> dict:
                     data, transfer.source[rows].float(), layer=None
                 ).directions
             run_transfer(transfer, anchor_row, kinds, pool, args.n_llm, args, results, more, local_pools)
-            if args.i2p is not None and more is not None:
-                results[transfer.name]["i2p"] = llm_i2p_rows(transfer, args, more, cache)
+            if i2p is not None and more is not None:
+                results[transfer.name]["i2p"] = llm_i2p_rows(transfer, i2p, args, more, cache)
 
     print_headline(results, args.composition_method)
     results["times_s"]["total"] = time.perf_counter() - started

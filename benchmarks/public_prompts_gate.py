@@ -181,11 +181,7 @@ def main(argv=None) -> dict:
         help="which half of I2P's rows the supplied build gets (default: the even-numbered ones); the other "
         "half measures every gate",
     )
-    add_text_labels_option(parser)
-    parser.add_argument("--json", default=None)
-    mine, rest = parser.parse_known_args(argv)
-    args = parse_args(["--pack-anchors", "all", *rest])
-    torch.set_num_threads(args.threads)
+    mine, args = parse_with_gate_recall(parser, argv)
     start = time.perf_counter()
     rows = read_i2p(mine.i2p)
     digest = hashlib.sha256(mine.i2p.read_bytes()).hexdigest()
@@ -420,13 +416,22 @@ def category_gate_rates(pack, i2p_features, held_features, issue_benign, groups,
     return out
 
 
-def add_text_labels_option(parser: argparse.ArgumentParser) -> None:
-    """``--text-labels``: the text-only labels of sampled I2P rows (:func:`text_labels_of` reads them)."""
+def parse_with_gate_recall(
+    parser: argparse.ArgumentParser, argv=None
+) -> tuple[argparse.Namespace, argparse.Namespace]:
+    """Add ``--text-labels`` (read by :func:`text_labels_of`) and ``--json`` to an I2P script's ``parser``,
+    parse, and hand every other option to ``gate_recall``'s parser on the default build (every anchor);
+    sets torch's threads. Returns (this script's options, gate_recall's)."""
     parser.add_argument(
         "--text-labels",
         default=str(TEXT_LABELS),
         help="text-only labels of sampled I2P rows (default: the shipped data/i2p_text_labels.csv; 'none' skips)",
     )
+    parser.add_argument("--json", default=None)
+    mine, rest = parser.parse_known_args(argv)
+    args = parse_args(["--pack-anchors", "all", *rest])
+    torch.set_num_threads(args.threads)
+    return mine, args
 
 
 def text_labels_of(options: argparse.Namespace, rows: list[dict]) -> list[dict]:

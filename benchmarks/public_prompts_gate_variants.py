@@ -50,10 +50,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gate_recall import REWRITES, build_anchors, parse_args, prepare, source_gate_features, split_pairs  # noqa: E402
+from gate_recall import REWRITES, build_anchors, prepare, source_gate_features, split_pairs  # noqa: E402
 from public_prompts_gate import (  # noqa: E402
-    add_text_labels_option,
     cached_source_features,
+    parse_with_gate_recall,
     read_i2p,
     supplied_build,
     text_label_masks,
@@ -218,11 +218,7 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--i2p", type=Path, required=True, help="I2P's i2p_benchmark.csv (AIML-TUDA/i2p)")
     parser.add_argument("--style-lists", type=Path, default=None, help="clip-interrogator's data folder")
-    add_text_labels_option(parser)
-    parser.add_argument("--json", default=None)
-    mine, rest = parser.parse_known_args(argv)
-    args = parse_args(["--pack-anchors", "all", *rest])
-    torch.set_num_threads(args.threads)
+    mine, args = parse_with_gate_recall(parser, argv)
     start = time.perf_counter()
     rows = read_i2p(mine.i2p)
     texts = [r["prompt"] for r in rows]
