@@ -58,6 +58,7 @@ Usage::
     python benchmarks/anchor_coverage.py --spaces encoders --methods svd --local-maps   # one map per category
     python benchmarks/anchor_coverage.py --spaces encoders --methods svd --alpha-sweep  # fixed ridge penalties
     python benchmarks/anchor_coverage.py --spaces encoders --methods svd --i2p i2p_benchmark.csv  # on I2P too
+    python benchmarks/anchor_coverage.py --spaces encoders --methods svd --splits 10  # 10 splits of the pairs
 """
 
 from __future__ import annotations
@@ -568,6 +569,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--i2p", type=Path, default=None,
         help="also measure (b) and (c) on I2P's prompts read as unsafe and as benign "
              "(benchmarks/data/i2p_text_labels.csv), for I2P's i2p_benchmark.csv (AIML-TUDA/i2p)")  # fmt: skip
+    add("--splits", type=int, default=0,
+        help="also report the kept fractions of the default anchor sets over this many splits of the pairs "
+             "(seeds 0..N-1; seed 0 is the tables' split)")  # fmt: skip
     add("--bootstrap", type=int, default=1000)
     add("--threads", type=int, default=2)
     add("--bench-cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "safesteer-bench",
@@ -694,6 +698,52 @@ def alpha_sweep_rows(transfer, anchor_rows: list[int], alphas=(1e-3, 1e-2, 0.1, 
     return out
 
 
+def resplit(transfer: Transfer, pairs, seed: int) -> Transfer:
+    """``transfer`` with the pairs split again (``split_pairs`` with ``seed``; seed 0 is the tables' split):
+    the same features, maps and held-out benign rows; new training pairs (directions) and held-out pairs
+    (point estimates only). Every pair's two prompts must already be rows of the transfer's universe."""
+    u = transfer.universe
+    row_of: dict[str, int] = {}
+    for name in ("train_safe", "train_unsafe", "test_safe", "test_unsafe"):
+        for row in u.rows[name]:
+            row_of.setdefault(u.prompts[row], row)
+    train, test = split_pairs(pairs, 0.3, None, seed=seed)
+    rows = dict(u.rows)
+    rows["train_safe"] = [row_of[p.safe] for p in train]
+    rows["train_unsafe"] = [row_of[p.unsafe] for p in train]
+    evaluation = Evaluation.make(
+        [row_of[p.safe] for p in test],
+        [row_of[p.unsafe] for p in test],
+        transfer.evaluation.benign,
+        [p.category for p in test],
+        resamples=0,
+    )
+    return Transfer(
+        transfer.name, Universe(u.prompts, rows), transfer.source, transfer.target, train, evaluation,
+        transfer.heldout_anchor_rows,
+    )  # fmt: skip
+
+
+def split_rows(transfer: Transfer, pairs, anchor_sets: dict[str, list[int]], splits: int) -> dict:
+    """Kept (a) / (b) / (c) (svd, point estimates) on ``splits`` splits of the pairs (seeds 0..splits-1),
+    for each anchor set: how much of the tables' figure is the luck of one split."""
+    out: dict = {name: {m: [] for m in METRICS} for name in anchor_sets}
+    for seed in range(splits):
+        again = resplit(transfer, pairs, seed)
+        native = mean_over_categories(again.native)
+        for name, rows in anchor_sets.items():
+            scores = mean_over_categories(again.evaluation.score(again.target, again.fit(rows, "svd")[1]))
+            for m in METRICS:
+                out[name][m].append(float(kept(scores[m], native[m])[0]))
+    print(f"\n{transfer.name}: kept fraction over {splits} splits of the pairs (svd), mean [min, max]")
+    for name, by_metric in out.items():
+        cells = " | ".join(
+            f"({m}) {np.mean(v):.2f} [{min(v):.2f}, {max(v):.2f}]" for m, v in by_metric.items()
+        )
+        print(f"  {name}: {cells}", flush=True)
+    return out
+
+
 I2P_MIN_ROWS = 20
 """A category is measured on I2P when at least this many labelled rows read as unsafe in it."""
 
@@ -796,8 +846,13 @@ def llm_i2p_rows(transfer, i2p: TextLabelledI2P, args, more: dict, cache: Featur
 
     pipe, target = real_sana_pipeline("gemma3")
     features = library_pooled(pipe, i2p.texts, dict(CPU_CALL_KWARGS), cache, target["target_id"], 16).double()
-    sets = {name: rows for name, rows in more.items() if name.startswith(("every sensitive", "every build"))}
-    return i2p_rows(transfer, features, i2p, sets, args.bootstrap)
+    return i2p_rows(transfer, features, i2p, default_sets(more), args.bootstrap)
+
+
+def default_sets(more: dict) -> dict:
+    """The LLM pair's anchor sets of the default build: every sensitive anchor (``align_on`` ``auto``) and,
+    with ``--llm-all-anchors``, every build anchor."""
+    return {name: rows for name, rows in more.items() if name.startswith(("every sensitive", "every build"))}
 
 
 def main(argv=None) -> dict:
@@ -846,13 +901,16 @@ def main(argv=None) -> dict:
                 transfer = Transfer(f"{src} -> {tgt}", u, feats[src], feats[tgt], train, evaluation,
                                     [anchor_row[i] for i in heldout_ids])  # fmt: skip
                 run_transfer(transfer, anchor_row, kinds, pool, args.n, args, results, more)
+                sets = {
+                    "sensitive anchors (the default)": [
+                        anchor_row[i] for i in pool if kinds[i] == "sensitive"
+                    ],
+                    "every build anchor": [anchor_row[i] for i in pool],
+                }
+                if args.splits:
+                    results[transfer.name]["splits"] = split_rows(transfer, pairs, sets, args.splits)
                 if i2p is not None:
                     features = encoder_features(ids[tgt], folders[tgt], i2p.texts, cache)
-                    sensitive = [anchor_row[i] for i in pool if kinds[i] == "sensitive"]
-                    sets = {
-                        "sensitive anchors (the default)": sensitive,
-                        "every build anchor": [anchor_row[i] for i in pool],
-                    }
                     results[transfer.name]["i2p"] = i2p_rows(transfer, features, i2p, sets, args.bootstrap)
             print_worse(results)
 
@@ -924,6 +982,10 @@ def main(argv=None) -> dict:
                     data, transfer.source[rows].float(), layer=None
                 ).directions
             run_transfer(transfer, anchor_row, kinds, pool, args.n_llm, args, results, more, local_pools)
+            if args.splits and more is not None:
+                results[transfer.name]["splits"] = split_rows(
+                    transfer, pairs, default_sets(more), args.splits
+                )
             if i2p is not None and more is not None:
                 results[transfer.name]["i2p"] = llm_i2p_rows(transfer, i2p, args, more, cache)
 

@@ -57,3 +57,53 @@ def test_metrics_on_rows_have_known_answers_and_skip_thin_categories(bench):
     assert out["b"]["violence"].shape == (21,)
     # (c) sexual: against 1 and against -1 alike, three benign rows lie above and -2 below.
     assert out["c"]["sexual"][0] == pytest.approx(0.75)
+
+
+def _rotated_transfer(bench, pairs, anchors=200, dim=6, seed=0):
+    """A transfer whose target space is the source space rotated: a benign-only map recovers it exactly, so
+    every transported direction scores as the native one does."""
+    gen = torch.Generator().manual_seed(seed)
+    train, test = bench.split_pairs(pairs, 0.3, None)
+    u = bench.encoder_universe(train, test, [f"anchor {i}" for i in range(anchors)], ["written"])
+    shift = {c: torch.randn(dim, generator=gen) for c in {p.category for p in pairs}}
+    source = torch.randn(len(u.prompts), dim, generator=gen, dtype=torch.float64)
+    for row, pair in zip(u.rows["train_unsafe"] + u.rows["test_unsafe"], train + test, strict=True):
+        source[row] += shift[pair.category]
+    rotation = torch.linalg.qr(torch.randn(dim, dim, generator=gen, dtype=torch.float64))[0]
+    benign = u.rows["anchors"][-20:] + u.rows["written"]
+    evaluation = bench.Evaluation.make(
+        u.rows["test_safe"], u.rows["test_unsafe"], benign, [p.category for p in test], 0
+    )
+    transfer = bench.Transfer(
+        "rotated", u, source, source @ rotation, train, evaluation, u.rows["anchors"][-20:]
+    )
+    return transfer, u.rows["anchors"][:-20]
+
+
+def test_resplit_seed_zero_is_the_tables_split_and_other_seeds_hold_out_other_pairs(bench):
+    from safesteer_diffusers.build.prompts.embedded import load_pairs
+
+    pairs = load_pairs()
+    transfer, _ = _rotated_transfer(bench, pairs)
+    same = bench.resplit(transfer, pairs, 0)
+    for metric in bench.METRICS:
+        for c, value in transfer.native[metric].items():
+            assert same.native[metric][c][0] == value[0]
+    other = bench.resplit(transfer, pairs, 1)
+    u = other.universe
+    held = {u.prompts[r] for r in other.evaluation.unsafe}
+    trained = {u.prompts[r] for r in u.rows["train_unsafe"]}
+    assert not held & trained and len(held) + len(trained) == len({p.unsafe for p in pairs})
+    assert held != {u.prompts[r] for r in transfer.evaluation.unsafe}
+    assert other.evaluation.benign == transfer.evaluation.benign
+
+
+def test_split_rows_keep_everything_when_the_target_is_a_rotation(bench):
+    from safesteer_diffusers.build.prompts.embedded import load_pairs
+
+    pairs = load_pairs()
+    transfer, anchors = _rotated_transfer(bench, pairs)
+    out = bench.split_rows(transfer, pairs, {"all": anchors}, splits=3)
+    for metric in bench.METRICS:
+        assert len(out["all"][metric]) == 3
+        assert out["all"][metric] == pytest.approx([1.0] * 3, abs=0.02)
