@@ -86,6 +86,7 @@ from safesteer_diffusers.build.alignment import fit_alignment  # noqa: E402
 from safesteer_diffusers.build.contrast import ContrastPrompts  # noqa: E402
 from safesteer_diffusers.build.directions import auroc, estimate_directions  # noqa: E402
 from safesteer_diffusers.build.feature_cache import FeatureCache, default_cache_dir, prompts_hash  # noqa: E402
+from safesteer_diffusers.build.gate_prompts import same_text  # noqa: E402
 from safesteer_diffusers.build.model_loading import file_sha256  # noqa: E402
 from safesteer_diffusers.build.prompts.embedded import load_anchor_kinds, load_anchors, load_pairs  # noqa: E402
 from safesteer_diffusers.build.source_features import extract_features  # noqa: E402
@@ -120,9 +121,10 @@ class Universe:
 
 
 def benign_only_check(anchors: list[str], pairs, written: list[str]) -> None:
-    """No anchor and no held-out benign prompt may be an unsafe member of a pair."""
-    unsafe = {p.unsafe for p in pairs}
-    bad = [a for a in anchors + written if a in unsafe]
+    """No anchor and no held-out benign prompt may be an unsafe member of a pair (compared as the build
+    compares them: case folded, whitespace collapsed)."""
+    unsafe = {same_text(p.unsafe) for p in pairs}
+    bad = [a for a in anchors + written if same_text(a) in unsafe]
     if bad:
         raise SystemExit(f"{len(bad)} benign prompts are unsafe pair members, e.g. {bad[:3]}")
     print(
@@ -207,6 +209,23 @@ def llm_features(universe: Universe, cache: FeatureCache) -> tuple[torch.Tensor,
     source = torch.stack([s.double().mean(0) for s in states])
     target = cache.get_or_compute(keys["target"], lambda: None)["pooled"].double()
     return source, target
+
+
+def read_extra_anchors(path: Path) -> list[str]:
+    """``--extra-anchors``: benign prompts, one per line (blank lines and ``#`` lines skipped)."""
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    prompts = [line for line in lines if line and not line.startswith("#")]
+    if not prompts:
+        raise SystemExit(f"--extra-anchors {path}: no prompts (one benign prompt per line)")
+    return prompts
+
+
+def with_extra(sets: dict[str, list[int]], extra_rows: list[int], label: str) -> dict[str, list[int]]:
+    """``sets`` and, for each, the same anchors plus the extra ones (``--extra-anchors``)."""
+    return {
+        **sets,
+        **{f"{name} + {label} ({len(extra_rows)})": rows + extra_rows for name, rows in sets.items()},
+    }
 
 
 def llm_more_sensitive(ids: list[int], anchors: list[str], cache: FeatureCache, encode: bool):
@@ -569,6 +588,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--i2p", type=Path, default=None,
         help="also measure (b) and (c) on I2P's prompts read as unsafe and as benign "
              "(benchmarks/data/i2p_text_labels.csv), for I2P's i2p_benchmark.csv (AIML-TUDA/i2p)")  # fmt: skip
+    add("--extra-anchors", type=Path, default=None,
+        help="benign prompts, one per line, added to the default anchor sets in further rows (e.g. "
+             "benchmarks/data/surface_scenes.txt); refused if any is an unsafe pair member")  # fmt: skip
     add("--splits", type=int, default=0,
         help="also report the kept fractions of the default anchor sets over this many splits of the pairs "
              "(seeds 0..N-1; seed 0 is the tables' split)")  # fmt: skip
@@ -868,7 +890,9 @@ def main(argv=None) -> dict:
     anchors = load_anchors()
     kinds = load_anchor_kinds()
     written = [p for texts in heldout_benign().values() for p in texts]
-    benign_only_check(anchors, pairs, written)
+    extra_prompts = read_extra_anchors(args.extra_anchors) if args.extra_anchors else []
+    extra_label = args.extra_anchors.stem if args.extra_anchors else ""
+    benign_only_check(anchors + extra_prompts, pairs, written)
     categories = [p.category for p in test]
     print(f"pairs: {len(train)} train, {len(test)} held out; anchors: {len(anchors)} "
           f"({', '.join(f'{k} {kinds.count(k)}' for k in KINDS)}), {HELD_OUT_ANCHORS} held out; "
@@ -888,6 +912,12 @@ def main(argv=None) -> dict:
                 "MPNet": "sentence-transformers/all-mpnet-base-v2",
             }
             feats = {k: encoder_features(ids[k], f, u.prompts, cache) for k, f in folders.items()}
+            if extra_prompts:  # after the universe's own features, so their cache entry stays valid
+                feats = {
+                    k: torch.cat([v, encoder_features(ids[k], folders[k], extra_prompts, cache)])
+                    for k, v in feats.items()
+                }
+                u.add("extra", extra_prompts)
             results["times_s"]["encoder_features"] = time.perf_counter() - tick
             anchor_row = dict(enumerate(u.rows["anchors"]))
             benign = [anchor_row[i] for i in heldout_ids] + u.rows["written"]
@@ -897,16 +927,18 @@ def main(argv=None) -> dict:
             pool = [i for i in range(len(anchors)) if i not in set(heldout_ids)]
             first = [anchor_row[i] for i in range(heldout_ids[0]) if kinds[i] == "sensitive"]
             more = {f"sensitive anchors of the first 2,024 ({len(first)})": first}
+            sets = {
+                "sensitive anchors (the default)": [anchor_row[i] for i in pool if kinds[i] == "sensitive"],
+                "every build anchor": [anchor_row[i] for i in pool],
+            }
+            if extra_prompts:
+                sets = with_extra(sets, u.rows["extra"], extra_label)
+                more.update({k: v for k, v in sets.items() if extra_label in k})
+                more[f"{extra_label} alone ({len(extra_prompts)})"] = u.rows["extra"]
             for src, tgt in (("MiniLM", "MPNet"), ("MPNet", "MiniLM")):
                 transfer = Transfer(f"{src} -> {tgt}", u, feats[src], feats[tgt], train, evaluation,
                                     [anchor_row[i] for i in heldout_ids])  # fmt: skip
                 run_transfer(transfer, anchor_row, kinds, pool, args.n, args, results, more)
-                sets = {
-                    "sensitive anchors (the default)": [
-                        anchor_row[i] for i in pool if kinds[i] == "sensitive"
-                    ],
-                    "every build anchor": [anchor_row[i] for i in pool],
-                }
                 if args.splits:
                     results[transfer.name]["splits"] = split_rows(transfer, pairs, sets, args.splits)
                 if i2p is not None:
@@ -981,6 +1013,20 @@ def main(argv=None) -> dict:
                 transfer.source_directions = estimate_directions(
                     data, transfer.source[rows].float(), layer=None
                 ).directions
+            if extra_prompts and more is not None:  # after the chat turns replaced the source rows
+                source, target = llm_more_sensitive(
+                    list(range(len(extra_prompts))), extra_prompts, cache, True
+                )
+                if args.llm_source_chat:
+                    source = llm_chat_features(extra_prompts, cache)
+                start = len(transfer.source)
+                transfer.source, transfer.target = (
+                    torch.cat([transfer.source, source]),
+                    torch.cat([transfer.target, target]),
+                )
+                extra_rows = list(range(start, start + len(extra_prompts)))
+                more.update(with_extra(default_sets(more), extra_rows, extra_label))
+                more[f"{extra_label} alone ({len(extra_prompts)})"] = extra_rows
             run_transfer(transfer, anchor_row, kinds, pool, args.n_llm, args, results, more, local_pools)
             if args.splits and more is not None:
                 results[transfer.name]["splits"] = split_rows(

@@ -107,3 +107,41 @@ def test_split_rows_keep_everything_when_the_target_is_a_rotation(bench):
     for metric in bench.METRICS:
         assert len(out["all"][metric]) == 3
         assert out["all"][metric] == pytest.approx([1.0] * 3, abs=0.02)
+
+
+def test_extra_anchors_are_read_as_lines_and_added_to_each_set(bench, tmp_path):
+    path = tmp_path / "extra.txt"
+    path.write_text(
+        "# a comment\n\n a fencing bout in white suits \nzombie extras at lunch\n", encoding="utf-8"
+    )
+    assert bench.read_extra_anchors(path) == ["a fencing bout in white suits", "zombie extras at lunch"]
+    got = bench.with_extra({"default": [0, 1], "every": [0, 1, 2]}, [7, 8], "extra")
+    assert got == {
+        "default": [0, 1],
+        "every": [0, 1, 2],
+        "default + extra (2)": [0, 1, 7, 8],
+        "every + extra (2)": [0, 1, 2, 7, 8],
+    }
+    (tmp_path / "empty.txt").write_text("# only a comment\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="no prompts"):
+        bench.read_extra_anchors(tmp_path / "empty.txt")
+
+
+def test_benign_only_check_refuses_an_unsafe_pair_member_however_it_is_cased_or_spaced(bench):
+    from safesteer_diffusers.build.prompts.embedded import load_pairs
+
+    pairs = load_pairs()
+    unsafe = pairs[0].unsafe
+    bench.benign_only_check(["a calm lake at dawn", pairs[0].safe], pairs, ["written"])
+    for copy in (unsafe, unsafe.upper(), "  " + unsafe.replace(" ", "   ") + " "):
+        with pytest.raises(SystemExit, match="unsafe pair members"):
+            bench.benign_only_check(["a calm lake at dawn", copy], pairs, [])
+
+
+def test_the_shipped_surface_scenes_are_benign_only_single_lines_of_5_to_40_words(bench):
+    from safesteer_diffusers.build.prompts.embedded import load_pairs
+
+    scenes = bench.read_extra_anchors(bench.HERE / "data" / "surface_scenes.txt")
+    assert len(scenes) == len({s.casefold() for s in scenes}) == 1117
+    assert all(5 <= len(s.split()) <= 40 for s in scenes)
+    bench.benign_only_check(scenes, load_pairs(), [])
