@@ -220,16 +220,14 @@ def read_extra_anchors(path: Path) -> list[str]:
     return prompts
 
 
-def with_extra(sets: dict[str, list[int]], extra_rows: list[int], label: str) -> dict[str, list[int]]:
-    """``sets`` and, for each, the same anchors plus the extra ones (``--extra-anchors``)."""
-    return {
-        **sets,
-        **{f"{name} + {label} ({len(extra_rows)})": rows + extra_rows for name, rows in sets.items()},
-    }
+def plus_extra(sets: dict[str, list[int]], extra_rows: list[int], label: str) -> dict[str, list[int]]:
+    """For each of ``sets``, the same anchors plus the extra ones (``--extra-anchors``), as a new set."""
+    return {f"{name} + {label} ({len(extra_rows)})": rows + extra_rows for name, rows in sets.items()}
 
 
 def llm_more_sensitive(ids: list[int], anchors: list[str], cache: FeatureCache, encode: bool):
-    """Source and target features of the sensitive anchors the LLM cache lacks (``--encode-llm-sensitive``).
+    """Source and target features of benign anchors the LLM cache lacks (``--encode-llm-sensitive``): the
+    sensitive anchors past the first 1,024, or the ``--extra-anchors`` (then ``ids`` index them).
 
     The source through ``extract_features`` (layer 11, mean), the target through ``anchor_statistics`` (the
     build's own pooling, benign prompts only); cached under this benchmark's keys. Returns ``(source, target)``
@@ -932,8 +930,9 @@ def main(argv=None) -> dict:
                 "every build anchor": [anchor_row[i] for i in pool],
             }
             if extra_prompts:
-                sets = with_extra(sets, u.rows["extra"], extra_label)
-                more.update({k: v for k, v in sets.items() if extra_label in k})
+                added = plus_extra(sets, u.rows["extra"], extra_label)
+                sets.update(added)
+                more.update(added)
                 more[f"{extra_label} alone ({len(extra_prompts)})"] = u.rows["extra"]
             for src, tgt in (("MiniLM", "MPNet"), ("MPNet", "MiniLM")):
                 transfer = Transfer(f"{src} -> {tgt}", u, feats[src], feats[tgt], train, evaluation,
@@ -1014,19 +1013,21 @@ def main(argv=None) -> dict:
                     data, transfer.source[rows].float(), layer=None
                 ).directions
             if extra_prompts and more is not None:  # after the chat turns replaced the source rows
-                source, target = llm_more_sensitive(
-                    list(range(len(extra_prompts))), extra_prompts, cache, True
+                got_extra = llm_more_sensitive(
+                    list(range(len(extra_prompts))), extra_prompts, cache, args.encode_llm_sensitive
                 )
-                if args.llm_source_chat:
-                    source = llm_chat_features(extra_prompts, cache)
-                start = len(transfer.source)
-                transfer.source, transfer.target = (
-                    torch.cat([transfer.source, source]),
-                    torch.cat([transfer.target, target]),
-                )
-                extra_rows = list(range(start, start + len(extra_prompts)))
-                more.update(with_extra(default_sets(more), extra_rows, extra_label))
-                more[f"{extra_label} alone ({len(extra_prompts)})"] = extra_rows
+                if isinstance(got_extra, str):
+                    print(f"(LLM pair: --extra-anchors not encoded: {got_extra})")
+                else:
+                    source, target = got_extra
+                    if args.llm_source_chat:
+                        source = llm_chat_features(extra_prompts, cache)
+                    start = len(transfer.source)
+                    transfer.source = torch.cat([transfer.source, source])
+                    transfer.target = torch.cat([transfer.target, target])
+                    extra_rows = list(range(start, start + len(extra_prompts)))
+                    more.update(plus_extra(default_sets(more), extra_rows, extra_label))
+                    more[f"{extra_label} alone ({len(extra_prompts)})"] = extra_rows
             run_transfer(transfer, anchor_row, kinds, pool, args.n_llm, args, results, more, local_pools)
             if args.splits and more is not None:
                 results[transfer.name]["splits"] = split_rows(

@@ -115,13 +115,8 @@ def test_extra_anchors_are_read_as_lines_and_added_to_each_set(bench, tmp_path):
         "# a comment\n\n a fencing bout in white suits \nzombie extras at lunch\n", encoding="utf-8"
     )
     assert bench.read_extra_anchors(path) == ["a fencing bout in white suits", "zombie extras at lunch"]
-    got = bench.with_extra({"default": [0, 1], "every": [0, 1, 2]}, [7, 8], "extra")
-    assert got == {
-        "default": [0, 1],
-        "every": [0, 1, 2],
-        "default + extra (2)": [0, 1, 7, 8],
-        "every + extra (2)": [0, 1, 2, 7, 8],
-    }
+    got = bench.plus_extra({"default": [0, 1], "every": [0, 1, 2]}, [7, 8], "extra")
+    assert got == {"default + extra (2)": [0, 1, 7, 8], "every + extra (2)": [0, 1, 2, 7, 8]}
     (tmp_path / "empty.txt").write_text("# only a comment\n", encoding="utf-8")
     with pytest.raises(SystemExit, match="no prompts"):
         bench.read_extra_anchors(tmp_path / "empty.txt")
